@@ -1,0 +1,82 @@
+"""Runs the components of one process (``kybern server`` or ``kybern agent``) until a signal.
+
+Start order comes from each ComponentSpec's ``order``; stop is the reverse. A component
+that fails to start stops the ones already running and ends the process with its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import suppress
+from typing import TYPE_CHECKING
+
+from kybern.components import Component, ComponentSpec, ConfigurationError, RunContext, select_components
+from kybern.store import Store, StoreUnavailableError
+from loguru import logger
+
+if TYPE_CHECKING:
+    import pluggy
+    from kybern.config import Config
+
+log = logger.bind(component="runner")
+
+
+def collect_components(pm: pluggy.PluginManager) -> list[ComponentSpec]:
+    specs: list[ComponentSpec] = []
+    seen: dict[str, ComponentSpec] = {}
+    for batch in pm.hook.kybern_components():
+        for spec in batch or []:
+            if spec.name in seen:
+                raise ConfigurationError(f"two plugins provide component {spec.name!r}")
+            seen[spec.name] = spec
+            specs.append(spec)
+    return specs
+
+
+def open_store(pm: pluggy.PluginManager, config: Config) -> Store:
+    url = config.datastore_url()
+    if url.startswith("sqlite:///"):
+        (config.data_dir / "db").mkdir(parents=True, exist_ok=True)
+    store = pm.hook.kybern_open_store(url=url, data_dir=config.data_dir)
+    if store is None:
+        scheme = url.split(":", 1)[0]
+        raise StoreUnavailableError(
+            f"no storage plugin handles {scheme!r} URLs (is kybern's sqlstore plugin installed?)"
+        )
+    return store
+
+
+async def _wait_for_signal(ctx: RunContext) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, ctx.stopping.set)
+    await ctx.stopping.wait()
+
+
+async def run(config: Config, pm: pluggy.PluginManager, ctx: RunContext | None = None) -> None:
+    """Start the chosen components, wait for SIGINT/SIGTERM (or ``ctx.stopping``), stop them."""
+    specs = select_components(collect_components(pm), config.role, config.disabled, config.run_agent)
+    if ctx is None:
+        ctx = RunContext(config=config, plugins=pm)
+    if config.role == "server" and ctx.store is None:
+        ctx.store = await asyncio.to_thread(open_store, pm, config)
+    started: list[tuple[ComponentSpec, Component]] = []
+    try:
+        for spec in specs:
+            log.info("starting {}", spec.name)
+            component = spec.factory(ctx)
+            started.append((spec, component))
+            await component.start()
+        log.info("running: {}", ", ".join(s.name for s in specs) or "nothing")
+        await _wait_for_signal(ctx)
+    finally:
+        ctx.stopping.set()
+        for spec, component in reversed(started):
+            try:
+                await component.stop()
+            except Exception as exc:
+                log.warning("stopping {} failed: {}", spec.name, exc)
+        if ctx.store is not None:
+            ctx.store.close()

@@ -1,0 +1,1 @@
+"""Built-in plugins: every kybern component, registered through the kybern.plugins entry points."""

@@ -1,0 +1,1 @@
+"""Container runtimes a node agent drives (Podman, simulated), as plugins."""
