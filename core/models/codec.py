@@ -1,0 +1,354 @@
+"""Decoding and encoding of request and stored bodies, with kube-apiserver's error wording.
+
+The API server decodes every request body and every stored object through here, so the happy path
+is a single cached ``msgspec`` decoder call; the work of building kube-style messages (which Go
+struct, which field, which Go type) is done only once something has failed. Field-validation
+warnings (``unknown field "spec.replicaz"``, ``duplicate field "metadata.name"``) are separate
+passes the API server runs only when the request asks for them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+import typing
+from typing import Any, TypeVar
+
+import msgspec
+import yaml as pyyaml
+from kybern.models import schema
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+__all__ = ["DecodeError", "convert", "decode", "duplicate_fields", "encode", "to_builtins", "unknown_fields"]
+
+
+class DecodeError(ValueError):
+    """A body that cannot be decoded into the model; ``message`` is worded like kube's JSON errors.
+
+    ``path`` is the offending field as kube's field paths write it (``spec.containers[0].image``),
+    empty when the document as a whole is at fault (syntax error, not an object).
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def encode(obj: Any) -> bytes:
+    """JSON bytes of a model instance (or of plain builtins); unset (None) fields are left out."""
+    return _encoder.encode(obj)
+
+
+def to_builtins(obj: Any) -> Any:
+    """The JSON-shaped dict/list/str/int... form of a model instance."""
+    return msgspec.to_builtins(obj)
+
+
+def decode(data: bytes | str, model: type[T], *, yaml: bool = False) -> T:
+    """Decode a JSON (or YAML) document into ``model``; unknown fields are dropped, like kube.
+
+    Raises :class:`DecodeError` for malformed documents and for values of the wrong type.
+    """
+    if yaml:
+        return convert(_load_yaml(data), model)
+    decoder = _decoders.get(model)
+    if decoder is None:
+        decoder = _decoders[model] = msgspec.json.Decoder(model)
+    try:
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _type_error(str(exc), model, lambda: msgspec.json.decode(data)) from None
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"json: {_syntax_message(str(exc))}") from None
+
+
+def convert(d: Any, model: type[T]) -> T:
+    """Build ``model`` from JSON-shaped builtins (a decoded dict), with the same errors as decode."""
+    try:
+        return msgspec.convert(d, model)
+    except msgspec.ValidationError as exc:
+        raise _type_error(str(exc), model, lambda: d) from None
+
+
+# --- YAML -----------------------------------------------------------------------------------------
+
+_YAMLBase: type = getattr(pyyaml, "CSafeLoader", pyyaml.SafeLoader)
+
+
+class _YAMLLoader(_YAMLBase):  # type: ignore[misc, valid-type]
+    """Safe loader that leaves timestamps as strings, as kube's YAML-to-JSON conversion does."""
+
+
+_YAMLLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in pyyaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _load_yaml(data: bytes | str) -> Any:
+    try:
+        return pyyaml.load(data, Loader=_YAMLLoader)
+    except pyyaml.YAMLError as exc:
+        raise DecodeError(f"yaml: {' '.join(str(exc).split())}") from None
+
+
+# --- type errors ----------------------------------------------------------------------------------
+
+_EXPECTED = re.compile(r"^Expected `(?P<expected>[^`]*)`, got `(?P<got>[^`]*)`")
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
+_GOT = {"str": "string", "int": "number", "float": "number", "bool": "bool", "null": "null"}
+_SPECIAL_GO = {
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": "intstr.IntOrString",
+    "io.k8s.apimachinery.pkg.api.resource.Quantity": "resource.Quantity",
+    "io.k8s.apimachinery.pkg.runtime.RawExtension": "runtime.RawExtension",
+}
+
+
+def _syntax_message(text: str) -> str:
+    return text.replace("JSON is malformed: ", "")
+
+
+def _unwrap(tp: Any) -> Any:
+    """``X | None`` -> X (the generated models only ever make optional unions of one type)."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _struct_fields(cls: type) -> dict[str, Any]:
+    """encode name -> (unwrapped) type of a Struct's fields."""
+    return {f.encode_name: _unwrap(f.type) for f in msgspec.structs.fields(cls)}
+
+
+def _go_type(tp: Any, prop: dict[str, Any] | None) -> str:
+    """How Go would name the type of a field; the schema property refines int/bytes when known."""
+    prop = prop or {}
+    ref = prop.get("$ref", "")[len("#/$defs/") :]
+    if ref in _SPECIAL_GO:
+        return _SPECIAL_GO[ref]
+    if ref.startswith("io.k8s.apimachinery.pkg.apis.meta.v1."):
+        return "v1." + ref.rpartition(".")[2]
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return "v1." + tp.__name__
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "[]" + _go_type(_unwrap(typing.get_args(tp)[0]), prop.get("items"))
+    if origin is dict:
+        extra = prop.get("additionalProperties")
+        return "map[string]" + _go_type(
+            _unwrap(typing.get_args(tp)[1]), extra if isinstance(extra, dict) else None
+        )
+    if tp is str:
+        return "[]uint8" if prop.get("format") == "byte" else "string"
+    if tp is int:
+        return prop.get("format", "int64") if prop.get("format") in ("int32", "int64") else "int64"
+    if tp is float:
+        return "float64"
+    if tp is bool:
+        return "bool"
+    if isinstance(tp, types.UnionType):
+        return "intstr.IntOrString" if set(typing.get_args(tp)) == {int, str} else "resource.Quantity"
+    return "interface {}"
+
+
+def _properties(model: type) -> dict[str, Any]:
+    name = schema.name_of_model(model)
+    definition = schema.definitions().get(name, {}) if name else {}
+    return definition.get("properties", {})
+
+
+def _type_error(text: str, model: type, raw: typing.Callable[[], Any]) -> DecodeError:
+    at = _AT.search(text)
+    msgspec_path = at.group("path") if at else ""
+    detail = text[: at.start()] if at else text
+    tp: Any = model
+    prop: dict[str, Any] | None = None
+    struct: type | None = None
+    go_fields: list[str] = []
+    kube_path = ""
+    value: Any = _Missing
+    try:
+        value = raw()
+    except (msgspec.DecodeError, ValueError):
+        value = _Missing
+    for match in _SEGMENT.finditer(msgspec_path):
+        field, index = match.groups()
+        if field is not None:
+            struct = tp
+            prop = _properties(tp).get(field)
+            tp = _struct_fields(tp).get(field, Any)
+            go_fields.append(field)
+            kube_path = f"{kube_path}.{field}" if kube_path else field
+            value = value.get(field, _Missing) if isinstance(value, dict) else _Missing
+        elif index == "...":
+            prop = prop.get("additionalProperties") if prop else None
+            args = typing.get_args(tp)
+            tp = _unwrap(args[1]) if len(args) == 2 else Any
+            key, value = _failing_item(value, tp)
+            kube_path = f"{kube_path}.{key}"
+        else:
+            prop = prop.get("items") if prop else None
+            args = typing.get_args(tp)
+            tp = _unwrap(args[0]) if args else Any
+            kube_path = f"{kube_path}[{index}]"
+            value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else _Missing
+    expected = _EXPECTED.match(detail)
+    if expected is None:
+        return DecodeError(f"json: {detail} at {kube_path or '<root>'}", kube_path)
+    got = _GOT.get(expected.group("got"), expected.group("got"))
+    if got == "number" and value is not _Missing and not isinstance(value, bool):
+        got = f"number {json.dumps(value)}"
+    go_type = _go_type(tp, prop)
+    if struct is None:
+        return DecodeError(f"json: cannot unmarshal {got} into Go value of type {go_type}", kube_path)
+    where = f"{struct.__name__}.{'.'.join(go_fields)}"
+    return DecodeError(
+        f"json: cannot unmarshal {got} into Go struct field {where} of type {go_type}", kube_path
+    )
+
+
+class _MissingType:
+    pass
+
+
+_Missing: Any = _MissingType()
+
+
+def _failing_item(mapping: Any, tp: Any) -> tuple[str, Any]:
+    """msgspec hides map keys in its paths (``[...]``); find the entry that fails to convert."""
+    if isinstance(mapping, dict):
+        for key, item in mapping.items():
+            try:
+                msgspec.convert(item, tp)
+            except msgspec.ValidationError:
+                return str(key), item
+    return "...", _Missing
+
+
+# --- strict field validation ----------------------------------------------------------------------
+
+#: per Struct class: encode name -> child spec; a child spec is None (scalar / free-form),
+#: ("s", cls) a struct, ("l", spec) a list of spec, ("m", spec) a map of spec
+_Spec = tuple[str, Any] | None
+_shapes: dict[type, dict[str, _Spec]] = {}
+
+
+def _spec_of(tp: Any) -> _Spec:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return ("s", tp)
+    origin = typing.get_origin(tp)
+    if origin is list:
+        inner = _spec_of(typing.get_args(tp)[0])
+        return ("l", inner) if inner is not None else None
+    if origin is dict:
+        inner = _spec_of(typing.get_args(tp)[1])
+        return ("m", inner) if inner is not None else None
+    return None
+
+
+def _shape(cls: type) -> dict[str, _Spec]:
+    shape = _shapes.get(cls)
+    if shape is None:
+        shape = _shapes[cls] = {f.encode_name: _spec_of(f.type) for f in msgspec.structs.fields(cls)}
+    return shape
+
+
+def unknown_fields(raw: Any, model: type[msgspec.Struct]) -> list[str]:
+    """Paths of the fields in decoded JSON ``raw`` that ``model`` does not have, in document order.
+
+    Formatted like kube-apiserver's strict decoding: ``spec.replicaz``,
+    ``spec.template.spec.containers[0].imagez``, map entries as ``.key``.
+    """
+    out: list[str] = []
+    if isinstance(raw, dict):
+        _walk_struct(raw, model, "", out)
+    return out
+
+
+def _walk_struct(raw: dict[str, Any], cls: type, path: str, out: list[str]) -> None:
+    shape = _shape(cls)
+    for key, value in raw.items():
+        if key not in shape:
+            out.append(f"{path}.{key}" if path else key)
+            continue
+        spec = shape[key]
+        if spec is not None and value is not None:
+            _walk(value, spec, f"{path}.{key}" if path else key, out)
+
+
+def _walk(value: Any, spec: tuple[str, Any], path: str, out: list[str]) -> None:
+    kind, inner = spec
+    if kind == "s":
+        if isinstance(value, dict):
+            _walk_struct(value, inner, path, out)
+    elif kind == "l":
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if item is not None:
+                    _walk(item, inner, f"{path}[{i}]", out)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if item is not None:
+                _walk(item, inner, f"{path}.{key}", out)
+
+
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs in document order, duplicates kept."""
+
+    __slots__ = ()
+
+
+def duplicate_fields(data: bytes | str) -> list[str]:
+    """Paths of keys that occur more than once in one JSON object, as kube reports them.
+
+    ``{"metadata": {"name": "a", "name": "b"}}`` -> ``["metadata.name"]``. Malformed JSON yields
+    no paths (decoding reports it).
+    """
+    found = False
+
+    def check(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal found
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            found = True
+        return obj
+
+    try:
+        # cheap first pass; the path-tracking one runs only for the rare document with duplicates
+        json.loads(data, object_pairs_hook=check)
+        if not found:
+            return []
+        tree = json.loads(data, object_pairs_hook=_Pairs)
+    except ValueError:
+        return []
+    out: list[str] = []
+    _dups(tree, "", out)
+    return list(dict.fromkeys(out))
+
+
+def _dups(node: Any, path: str, out: list[str]) -> None:
+    if isinstance(node, _Pairs):
+        seen: set[str] = set()
+        for key, value in node:
+            child = f"{path}.{key}" if path else key
+            if key in seen:
+                out.append(child)
+            else:
+                seen.add(key)
+            if isinstance(value, list):
+                _dups(value, child, out)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            if isinstance(item, list):
+                _dups(item, f"{path}[{i}]", out)
