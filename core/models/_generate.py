@@ -421,8 +421,11 @@ def _ruff(paths: list[Path]) -> None:
     if ruff is None:
         raise SystemExit("ruff is needed to format the generated modules")
     files = [str(p) for p in paths]
-    subprocess.run([ruff, "check", "--fix", "--quiet", "--select", "I,F401", *files], check=True)
-    subprocess.run([ruff, "format", "--quiet", *files], check=True)
+    # the project's ruff settings (line length) even when writing outside the source tree
+    project = HERE.parent.parent / "pyproject.toml"
+    config = ["--config", str(project)] if project.is_file() else []
+    subprocess.run([ruff, "check", *config, "--fix", "--quiet", "--select", "I,F401", *files], check=True)
+    subprocess.run([ruff, "format", *config, "--quiet", *files], check=True)
 
 
 if __name__ == "__main__":
