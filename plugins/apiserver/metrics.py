@@ -1,0 +1,240 @@
+"""Prometheus metrics named as kube-apiserver names them, served at ``/metrics``.
+
+Each aiohttp application gets its own CollectorRegistry (several API servers may run in one
+test process); :func:`get_metrics` finds or makes it, so the middleware, the ``/metrics``
+handler and the watch code all reach the same one without set-up order mattering.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = [
+    "ApiServerMetrics",
+    "get_metrics",
+    "metrics_handler",
+    "metrics_middleware",
+    "request_attributes",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: kube-apiserver's latency buckets (seconds)
+_BUCKETS = (
+    0.005,
+    0.025,
+    0.05,
+    0.1,
+    0.2,
+    0.4,
+    0.6,
+    0.8,
+    1.0,
+    1.25,
+    1.5,
+    2,
+    3,
+    4,
+    5,
+    6,
+    8,
+    10,
+    15,
+    20,
+    30,
+    45,
+    60,
+)
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ApiServerMetrics:
+    """The metric families of one API server, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("verb", "group", "version", "resource", "subresource", "scope", "code")
+        self.requests = Counter(
+            "apiserver_request",
+            "Counter of apiserver requests broken out for each verb, group, version, resource, "
+            "subresource, scope and HTTP response code.",
+            labels,
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "apiserver_request_duration_seconds",
+            "Response latency distribution in seconds for each verb, group, version, resource, "
+            "subresource and scope (long-running requests such as watches excluded).",
+            ("verb", "group", "version", "resource", "subresource", "scope"),
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "apiserver_current_inflight_requests",
+            "Maximal number of currently used inflight request limit of this apiserver per request kind.",
+            ("request_kind",),
+            registry=self.registry,
+        )
+        self.longrunning = Gauge(
+            "apiserver_longrunning_requests",
+            "Gauge of all active long-running apiserver requests (watches, logs, exec).",
+            ("verb", "group", "version", "resource", "subresource", "scope"),
+            registry=self.registry,
+        )
+        self.watch_events = Counter(
+            "apiserver_watch_events",
+            "Number of events sent in watch clients",
+            ("group", "version", "kind"),
+            registry=self.registry,
+        )
+        self.watchers = Gauge(
+            "apiserver_registered_watchers",
+            "Number of currently registered watchers for a given resources",
+            ("group", "version", "kind"),
+            registry=self.registry,
+        )
+        self.storage_objects = Gauge(
+            "apiserver_storage_objects",
+            "Number of stored objects at the time of last check split by kind.",
+            ("resource",),
+            registry=self.registry,
+        )
+        self.storage_revision = Gauge(
+            "apiserver_storage_revision",
+            "The latest store revision (resourceVersion) the API server has seen.",
+            registry=self.registry,
+        )
+        self.watch_cache_events = Counter(
+            "apiserver_watch_cache_events_received",
+            "Counter of events received in watch cache broken by resource type.",
+            ("resource",),
+            registry=self.registry,
+        )
+        for kind in ("readOnly", "mutating"):
+            self.inflight.labels(kind).set(0)
+
+    def watch_event(self, group: str, version: str, kind: str, count: int = 1) -> None:
+        """Count events written to watch clients (call once per event sent)."""
+        self.watch_events.labels(group, version, kind).inc(count)
+
+    def set_storage_objects(self, resource: str, count: int) -> None:
+        """``resource`` like kube's label: ``pods``, ``deployments.apps``."""
+        self.storage_objects.labels(resource).set(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+_BY_APP: weakref.WeakKeyDictionary[web.Application, ApiServerMetrics] = weakref.WeakKeyDictionary()
+
+
+def get_metrics(app: web.Application) -> ApiServerMetrics:
+    """The metrics of ``app`` (made on first use; kept outside the frozen app state)."""
+    metrics = _BY_APP.get(app)
+    if metrics is None:
+        metrics = _BY_APP[app] = ApiServerMetrics()
+    return metrics
+
+
+def request_attributes(method: str, path: str, query: dict[str, str] | None = None) -> dict[str, str]:
+    """kube's request-info labels parsed from an API path.
+
+    ``verb`` follows kube-apiserver's metric names: LIST, WATCH, GET, POST, PUT, PATCH, APPLY,
+    DELETE, DELETECOLLECTION, CONNECT; non-resource paths get resource "" and the method.
+    """
+    query = query or {}
+    parts = [p for p in path.split("/") if p]
+    attrs = {"group": "", "version": "", "resource": "", "subresource": "", "scope": ""}
+    rest: list[str] = []
+    if len(parts) >= 2 and parts[0] == "api":
+        attrs["version"] = parts[1]
+        rest = parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        attrs["group"], attrs["version"] = parts[1], parts[2]
+        rest = parts[3:]
+    else:
+        return {"verb": method.upper(), **attrs}
+    if rest and rest[0] == "watch":  # the deprecated /watch/ prefix
+        rest = rest[1:]
+        query = {**query, "watch": "true"}
+    namespace = name = ""
+    if rest and rest[0] == "namespaces" and len(rest) >= 2:
+        namespace = rest[1]
+        if len(rest) == 2 or rest[2] in ("status", "finalize"):
+            # the Namespace object itself: /namespaces/NAME[/status|/finalize]
+            rest = ["namespaces", namespace, *rest[2:3]]
+        else:
+            rest = rest[2:]
+    if rest:
+        attrs["resource"] = rest[0]
+        if len(rest) >= 2:
+            name = rest[1]
+        if len(rest) >= 3:
+            attrs["subresource"] = rest[2]
+    attrs["scope"] = "resource" if name else ("namespace" if namespace else "cluster")
+    method = method.upper()
+    watching = query.get("watch") in ("true", "1")
+    if method in _READ_METHODS:
+        if name:
+            verb = "WATCH" if watching else "GET"
+        else:
+            verb = "WATCH" if watching else "LIST"
+    elif method == "DELETE":
+        verb = "DELETE" if name else "DELETECOLLECTION"
+    else:
+        verb = method
+    if attrs["subresource"] in ("exec", "attach", "portforward", "proxy"):
+        verb = "CONNECT"
+    return {"verb": verb, **attrs}
+
+
+def _is_long_running(attrs: dict[str, str], query: dict[str, str]) -> bool:
+    if attrs["verb"] in ("WATCH", "CONNECT"):
+        return True
+    return attrs["subresource"] == "log" and query.get("follow") in ("true", "1")
+
+
+def metrics_middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Count, time and track in-flight API requests (``/metrics`` itself and health probes too)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        metrics = get_metrics(request.app)
+        query = dict(request.query)
+        attrs = request_attributes(request.method, request.path, query)
+        if attrs["verb"] == "PATCH" and request.content_type == "application/apply-patch+yaml":
+            attrs["verb"] = "APPLY"
+        kind = "readOnly" if request.method in _READ_METHODS else "mutating"
+        long_running = _is_long_running(attrs, query)
+        labels = (attrs["verb"], attrs["group"], attrs["version"], attrs["resource"], attrs["subresource"])
+        scoped = (*labels, attrs["scope"])
+        gauge = metrics.longrunning.labels(*scoped) if long_running else metrics.inflight.labels(kind)
+        gauge.inc()
+        start = time.perf_counter()
+        code = 500
+        try:
+            response = await handler(request)
+            code = response.status
+            return response
+        except web.HTTPException as exc:
+            code = exc.status
+            raise
+        finally:
+            gauge.dec()
+            if not long_running:
+                metrics.duration.labels(*scoped).observe(time.perf_counter() - start)
+            metrics.requests.labels(*scoped, str(code)).inc()
+
+    return middleware
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """``GET /metrics`` in the Prometheus text format."""
+    body = get_metrics(request.app).exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,138 @@
+"""Prometheus metrics: middleware counts real HTTP requests, /metrics parses as exposition text."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+from kybern.plugins.apiserver.metrics import (
+    get_metrics,
+    metrics_handler,
+    metrics_middleware,
+    request_attributes,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "expected"),
+    [
+        ("GET", "/api/v1/pods", {}, ("LIST", "", "v1", "pods", "", "cluster")),
+        (
+            "GET",
+            "/api/v1/namespaces/ns/pods",
+            {"watch": "true"},
+            ("WATCH", "", "v1", "pods", "", "namespace"),
+        ),
+        ("GET", "/api/v1/namespaces/ns/pods/p/log", {}, ("GET", "", "v1", "pods", "log", "resource")),
+        ("POST", "/api/v1/namespaces/ns/pods/p/exec", {}, ("CONNECT", "", "v1", "pods", "exec", "resource")),
+        ("GET", "/api/v1/namespaces/ns", {}, ("GET", "", "v1", "namespaces", "", "resource")),
+        (
+            "PUT",
+            "/api/v1/namespaces/ns/finalize",
+            {},
+            ("PUT", "", "v1", "namespaces", "finalize", "resource"),
+        ),
+        ("GET", "/api/v1/namespaces", {}, ("LIST", "", "v1", "namespaces", "", "cluster")),
+        (
+            "DELETE",
+            "/apis/apps/v1/namespaces/ns/deployments",
+            {},
+            ("DELETECOLLECTION", "apps", "v1", "deployments", "", "namespace"),
+        ),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/ns/deployments/d/scale",
+            {},
+            ("PATCH", "apps", "v1", "deployments", "scale", "resource"),
+        ),
+        ("GET", "/healthz", {}, ("GET", "", "", "", "", "")),
+    ],
+)
+def test_request_attributes(method: str, path: str, query: dict[str, str], expected: tuple[str, ...]) -> None:
+    attrs = request_attributes(method, path, query)
+    keys = ("verb", "group", "version", "resource", "subresource", "scope")
+    assert tuple(attrs[k] for k in keys) == expected
+
+
+async def _scrape_after_requests() -> tuple[dict, dict]:
+    async def pods(request: web.Request) -> web.Response:
+        return web.json_response({"kind": "PodList", "items": []})
+
+    async def missing(request: web.Request) -> web.Response:
+        raise web.HTTPNotFound()
+
+    async def build() -> web.Application:
+        app = web.Application(middlewares=[metrics_middleware()])
+        app.router.add_get("/api/v1/namespaces/{ns}/pods", pods)
+        app.router.add_get("/api/v1/namespaces/{ns}/pods/{name}", missing)
+        app.router.add_get("/metrics", metrics_handler)
+        return app
+
+    results = []
+    for _ in range(2):  # two servers in one process keep separate registries
+        server = TestServer(await build())
+        await server.start_server()
+        try:
+            async with ClientSession() as session:
+                for _ in range(3):
+                    async with session.get(server.make_url("/api/v1/namespaces/default/pods")) as resp:
+                        assert resp.status == 200
+                async with session.get(server.make_url("/api/v1/namespaces/default/pods/x")) as resp:
+                    assert resp.status == 404
+                get_metrics(server.app).watch_event("apps", "v1", "Deployment", 2)
+                get_metrics(server.app).set_storage_objects("pods", 7)
+                async with session.get(server.make_url("/metrics")) as resp:
+                    assert resp.status == 200
+                    assert resp.headers["Content-Type"].startswith("text/plain")
+                    text = await resp.text()
+        finally:
+            await server.close()
+        samples = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        results.append(samples)
+    return results[0], results[1]
+
+
+def test_middleware_and_exposition() -> None:
+    first, second = asyncio.run(_scrape_after_requests())
+    for samples in (first, second):
+        list_key = (
+            "apiserver_request_total",
+            tuple(
+                sorted(
+                    {
+                        "verb": "LIST",
+                        "group": "",
+                        "version": "v1",
+                        "resource": "pods",
+                        "subresource": "",
+                        "scope": "namespace",
+                        "code": "200",
+                    }.items()
+                )
+            ),
+        )
+        assert samples[list_key] == 3  # a shared registry would show 6 on the second server
+        not_found = [
+            v
+            for (name, labels), v in samples.items()
+            if name == "apiserver_request_total" and ("code", "404") in labels
+        ]
+        assert not_found == [1]
+        counts = [
+            v
+            for (name, labels), v in samples.items()
+            if name == "apiserver_request_duration_seconds_count" and ("verb", "LIST") in labels
+        ]
+        assert counts == [3]
+        events = [v for (name, _), v in samples.items() if name == "apiserver_watch_events_total"]
+        assert events == [2]
+        assert samples[("apiserver_storage_objects", (("resource", "pods"),))] == 7
+        inflight = [v for (name, _), v in samples.items() if name == "apiserver_current_inflight_requests"]
+        # the scrape itself is in flight while the text is produced
+        assert sorted(inflight) == [0, 1]
