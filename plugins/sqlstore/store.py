@@ -1,0 +1,512 @@
+"""SqlStore: kybern.store.Store on SQLite (default) or PostgreSQL.
+
+Every write appends one row to the ``kv`` log (see :mod:`.schema`); its id is the global
+revision. Writers are serialized — SQLite by its write lock (``BEGIN IMMEDIATE``, plus a
+thread lock so threads of one process queue in Python instead of in SQLite's sleeping busy
+handler), PostgreSQL by ``pg_advisory_xact_lock`` taken *before* the row's id is drawn from
+the sequence. That is what makes ``id > last`` polling safe: with concurrent writers a
+sequence can hand out 7 and 8 and commit 8 first, and a poller that saw 8 would never look
+back for 7. Serialized, ids become visible strictly in order, so a snapshot that holds a
+revision holds every smaller one; a list "at revision R" is simply the newest row per key
+with ``id <= R``.
+
+Options (URL query string, e.g. ``sqlite:////var/lib/kybern/db/state.db?compact_interval=60``,
+or keyword arguments of :class:`SqlStore`; see :class:`.options.StoreOptions`):
+
+``compact_interval`` (300 s, 0 = never)
+    how often the background compactor runs, like kube-apiserver's etcd compaction.
+``compact_retain`` (1000)
+    revisions of history always kept. A compaction also never goes past the revision seen
+    at the previous run (so at least one interval of history survives), nor past what this
+    process' watchers still need to read from the database.
+``compact_batch`` (10000)
+    revisions removed per transaction, so writers never wait long behind a compaction.
+``poll_interval`` (0.1 s)
+    how often watches look for writes by *other* processes; this process' writes are
+    delivered immediately.
+``watch_queue_size`` (10000)
+    events a slow watcher may have pending before its watch ends with an error.
+``busy_timeout`` (30000 ms)
+    how long a SQLite writer waits for another process' write lock.
+``pool_size`` (4), ``connect_timeout`` (10 s)
+    connection pool size (per pool: one for writes, one for reads) and connect timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from kybern.plugins.sqlstore import migrate
+from kybern.plugins.sqlstore.engine import check_sqlite_path, create_engines, first_line, unavailable
+from kybern.plugins.sqlstore.options import Target, mask, parse_target
+from kybern.plugins.sqlstore.schema import COMPACT_REVISION, kv, kv_meta
+from kybern.plugins.sqlstore.watch import SqlWatch, WatchHub
+from kybern.store import (
+    CompactedError,
+    ConflictError,
+    Event,
+    EventType,
+    FutureRevisionError,
+    InvalidContinueError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    ListResult,
+    StoreError,
+    StoreUnavailableError,
+    prefix_end,
+)
+from loguru import logger
+
+log = logger.bind(component="sqlstore")
+
+#: advisory lock key serializing writers of one PostgreSQL database ("kybern" in ASCII)
+WRITE_LOCK_KEY = 0x6B796265726E
+
+_ROW = (
+    kv.c.id,
+    kv.c.name,
+    kv.c.created,
+    kv.c.deleted,
+    kv.c.create_revision,
+    kv.c.prev_revision,
+    kv.c.value,
+    kv.c.old_value,
+)
+
+# -- statements, built once so SQLAlchemy's compiled cache serves every call -------------------
+
+_LATEST = (
+    sa.select(kv.c.id, kv.c.created, kv.c.deleted, kv.c.create_revision, kv.c.value)
+    .where(kv.c.name == sa.bindparam("name"))
+    .order_by(kv.c.id.desc())
+    .limit(1)
+)
+_AT = (
+    sa.select(kv.c.id, kv.c.created, kv.c.deleted, kv.c.create_revision, kv.c.value)
+    .where(kv.c.name == sa.bindparam("name"), kv.c.id <= sa.bindparam("rev"))
+    .order_by(kv.c.id.desc())
+    .limit(1)
+)
+_INSERT = kv.insert()
+_COMPACTED = sa.select(kv_meta.c.value).where(kv_meta.c.name == COMPACT_REVISION).scalar_subquery()
+_REVISIONS = sa.select(sa.func.coalesce(sa.select(sa.func.max(kv.c.id)).scalar_subquery(), 0), _COMPACTED)
+
+# newest row per key in [lo, hi) at a revision: the (name, id) index answers this
+_NEWEST = (
+    sa.select(sa.func.max(kv.c.id).label("id"))
+    .where(
+        kv.c.name >= sa.bindparam("lo"),
+        kv.c.name < sa.bindparam("hi"),
+        kv.c.name > sa.bindparam("after"),
+        kv.c.id <= sa.bindparam("rev"),
+    )
+    .group_by(kv.c.name)
+    .subquery("newest")
+)
+_LIVE = sa.join(kv, _NEWEST, kv.c.id == _NEWEST.c.id)
+_LIST = (
+    sa.select(kv.c.id, kv.c.name, kv.c.created, kv.c.create_revision, kv.c.value)
+    .select_from(_LIVE)
+    .where(kv.c.deleted == sa.false())
+    .order_by(kv.c.name)
+)
+_LIST_LIMITED = _LIST.limit(sa.bindparam("limit"))
+_COUNT = sa.select(sa.func.count()).select_from(_LIVE).where(kv.c.deleted == sa.false())
+
+_AFTER = (
+    sa.select(*_ROW).where(kv.c.id > sa.bindparam("after")).order_by(kv.c.id).limit(sa.bindparam("limit"))
+)
+_RANGE = (
+    sa.select(*_ROW)
+    .where(
+        kv.c.id > sa.bindparam("after"),
+        kv.c.id <= sa.bindparam("upto"),
+        kv.c.name >= sa.bindparam("lo"),
+        kv.c.name < sa.bindparam("hi"),
+    )
+    .order_by(kv.c.id)
+)
+
+# Compaction from revision lo to hi: every row a write in (lo, hi] replaced is its
+# prev_revision, and deletes in (lo, hi] leave nothing to keep. Rows older than lo were
+# handled by earlier compactions, so both halves are index range scans, not table scans.
+_SUPERSEDED = sa.select(kv.c.prev_revision).where(
+    kv.c.id > sa.bindparam("lo"), kv.c.id <= sa.bindparam("hi"), kv.c.prev_revision > 0
+)
+_COMPACT = sa.delete(kv).where(
+    sa.or_(
+        kv.c.id.in_(_SUPERSEDED),
+        sa.and_(kv.c.deleted == sa.true(), kv.c.id > sa.bindparam("lo"), kv.c.id <= sa.bindparam("hi")),
+    )
+)
+_SET_COMPACTED = (
+    sa.update(kv_meta)
+    .where(kv_meta.c.name == COMPACT_REVISION, kv_meta.c.value < sa.bindparam("hi"))
+    .values(value=sa.bindparam("hi"))
+)
+_PG_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+_NO_LIMIT_REV = 2**62
+
+
+def _event(row: Sequence[Any]) -> Event:
+    rev, name, created, deleted, create_rev, prev_rev, value, old_value = row
+    if created:
+        create_rev = rev
+    kv_ = KeyValue(name, bytes(value or b""), rev, create_rev)
+    if created:
+        return Event(EventType.PUT, kv_, None, rev)
+    if deleted:
+        return Event(EventType.DELETE, kv_, KeyValue(name, kv_.value, prev_rev, create_rev), rev)
+    return Event(EventType.PUT, kv_, KeyValue(name, bytes(old_value or b""), prev_rev, create_rev), rev)
+
+
+def encode_continue(revision: int, key: str) -> str:
+    raw = json.dumps({"rev": revision, "key": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_continue(token: str, prefix: str) -> tuple[int, str]:
+    """(revision, last key) of a token; InvalidContinueError unless we made it for ``prefix``."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        revision, key = data["rev"], data["key"]
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        raise InvalidContinueError(f"continue token is not valid: {token[:40]!r}") from None
+    if not isinstance(revision, int) or not isinstance(key, str) or revision < 1:
+        raise InvalidContinueError(f"continue token is not valid: {token[:40]!r}")
+    if not key.startswith(prefix):
+        raise InvalidContinueError("continue token belongs to another list")
+    return revision, key
+
+
+class SqlStore:
+    """The store (kybern.store.Store) on a SQL database; see the module docstring."""
+
+    def __init__(self, url: str, data_dir: Path | None = None, **options: Any) -> None:
+        target = parse_target(url, **options)
+        if target is None:
+            raise StoreUnavailableError(f"not a SQL datastore URL: {mask(url)}")
+        self.target: Target = target
+        self.options = target.options
+        self.data_dir = data_dir
+        self._pg = target.kind == "postgresql"
+        self._local_write_lock = nullcontext() if self._pg else threading.Lock()
+        if not self._pg:
+            check_sqlite_path(target.sqlite_path)
+        self._writer, self._reader = create_engines(target)
+        try:
+            self.schema_revision = migrate.upgrade(self._writer)
+            start = self.current_revision()
+        except StoreUnavailableError:
+            self._dispose()
+            raise
+        except sa.exc.DBAPIError as exc:
+            self._dispose()
+            raise unavailable(target, exc) from None
+        self._closed = False
+        self._hub = WatchHub(
+            self._read_after,
+            self._read_range,
+            start,
+            self.options.poll_interval,
+            self.options.watch_queue_size,
+        )
+        self._stop = threading.Event()
+        self._compactor: threading.Thread | None = None
+        if self.options.compact_interval > 0:
+            self._compactor = threading.Thread(
+                target=self._compact_loop, name="sqlstore-compactor", daemon=True
+            )
+            self._compactor.start()
+        log.info("store open: {} at revision {}", mask(target.url), start)
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _dispose(self) -> None:
+        self._writer.dispose()
+        self._reader.dispose()
+
+    def _failure(self, exc: sa.exc.DBAPIError) -> StoreUnavailableError:
+        return StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """One short write transaction, serialized against every other writer."""
+        with self._local_write_lock:
+            try:
+                with self._writer.begin() as conn:
+                    if self._pg:
+                        conn.execute(_PG_LOCK)
+                    yield conn
+            except sa.exc.IntegrityError:
+                raise
+            except sa.exc.DBAPIError as exc:
+                raise self._failure(exc) from None
+        self._hub.notify()
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        """A read-only transaction on one snapshot."""
+        try:
+            with self._reader.connect() as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise self._failure(exc) from None
+
+    @staticmethod
+    def _revisions(conn: sa.Connection) -> tuple[int, int]:
+        """(current, compacted) in the connection's snapshot.
+
+        The newest row can be a compacted delete, so current is never below compacted.
+        """
+        newest, compacted = conn.execute(_REVISIONS).one()
+        return max(int(newest), int(compacted)), int(compacted)
+
+    def _check_revision(self, conn: sa.Connection, revision: int) -> int:
+        current, compacted = self._revisions(conn)
+        if revision < compacted:
+            raise CompactedError(revision, compacted)
+        if revision > current:
+            raise FutureRevisionError(f"revision {revision} is newer than the current revision {current}")
+        return current
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def _insert(self, conn: sa.Connection, params: dict[str, Any]) -> int:
+        return int(conn.execute(_INSERT, params).inserted_primary_key[0])
+
+    def create(self, key: str, value: bytes) -> int:
+        try:
+            with self._write() as conn:
+                row = conn.execute(_LATEST, {"name": key}).first()
+                if row is not None and not row.deleted:
+                    raise KeyExistsError(key)
+                return self._insert(
+                    conn,
+                    {
+                        "name": key,
+                        "created": True,
+                        "deleted": False,
+                        "create_revision": 0,
+                        "prev_revision": row.id if row is not None else 0,
+                        "value": value,
+                        "old_value": None,
+                    },
+                )
+        except sa.exc.IntegrityError:
+            raise KeyExistsError(key) from None
+
+    def _current_row(self, conn: sa.Connection, key: str, expected: int | None) -> Any:
+        row = conn.execute(_LATEST, {"name": key}).first()
+        if row is None or row.deleted:
+            raise KeyNotFoundError(key)
+        if expected is not None and row.id != expected:
+            raise ConflictError(key, expected, row.id)
+        return row
+
+    def update(self, key: str, value: bytes, expected_revision: int | None = None) -> int:
+        try:
+            with self._write() as conn:
+                row = self._current_row(conn, key, expected_revision)
+                return self._insert(
+                    conn,
+                    {
+                        "name": key,
+                        "created": False,
+                        "deleted": False,
+                        "create_revision": row.id if row.created else row.create_revision,
+                        "prev_revision": row.id,
+                        "value": value,
+                        "old_value": row.value,
+                    },
+                )
+        except sa.exc.IntegrityError:
+            raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
+
+    def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
+        try:
+            with self._write() as conn:
+                row = self._current_row(conn, key, expected_revision)
+                create_rev = row.id if row.created else row.create_revision
+                value = bytes(row.value or b"")
+                rev = self._insert(
+                    conn,
+                    {
+                        "name": key,
+                        "created": False,
+                        "deleted": True,
+                        "create_revision": create_rev,
+                        "prev_revision": row.id,
+                        "value": value,
+                        "old_value": None,
+                    },
+                )
+        except sa.exc.IntegrityError:
+            raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
+        return KeyValue(key, value, rev, create_rev)
+
+    def _revision_of(self, key: str) -> int:
+        found = self.get(key)
+        return found.mod_revision if found is not None else 0
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, key: str, revision: int | None = None) -> KeyValue | None:
+        with self._read() as conn:
+            if revision:
+                self._check_revision(conn, revision)
+                row = conn.execute(_AT, {"name": key, "rev": revision}).first()
+            else:
+                row = conn.execute(_LATEST, {"name": key}).first()
+        if row is None or row.deleted:
+            return None
+        return KeyValue(key, bytes(row.value or b""), row.id, row.id if row.created else row.create_revision)
+
+    def list(
+        self,
+        prefix: str,
+        revision: int | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> ListResult:
+        after = ""
+        if continue_token:
+            revision, after = decode_continue(continue_token, prefix)
+        params: dict[str, Any] = {"lo": prefix, "hi": prefix_end(prefix), "after": after}
+        with self._read() as conn:
+            if revision:
+                self._check_revision(conn, revision)
+            else:
+                revision, _ = self._revisions(conn)
+            params["rev"] = revision
+            if limit is not None and limit > 0:
+                rows = conn.execute(_LIST_LIMITED, {**params, "limit": limit + 1}).all()
+            else:
+                rows = conn.execute(_LIST, params).all()
+            more = limit is not None and limit > 0 and len(rows) > limit
+            remaining = None
+            if more:
+                rows = rows[:limit]
+                last = rows[-1].name
+                remaining = int(conn.execute(_COUNT, {**params, "after": last}).scalar_one())
+        items = [
+            KeyValue(r.name, bytes(r.value or b""), r.id, r.id if r.created else r.create_revision)
+            for r in rows
+        ]
+        token = encode_continue(revision, items[-1].key) if more else None
+        return ListResult(items=items, revision=revision, continue_token=token, remaining=remaining)
+
+    def count(self, prefix: str) -> int:
+        params = {"lo": prefix, "hi": prefix_end(prefix), "after": "", "rev": _NO_LIMIT_REV}
+        with self._read() as conn:
+            return int(conn.execute(_COUNT, params).scalar_one())
+
+    def current_revision(self) -> int:
+        with self._read() as conn:
+            return self._revisions(conn)[0]
+
+    def compacted_revision(self) -> int:
+        with self._read() as conn:
+            return self._revisions(conn)[1]
+
+    # -- watches ---------------------------------------------------------------------------
+
+    def watch(self, prefix: str, after_revision: int) -> SqlWatch:
+        if self._closed:
+            raise StoreError("store is closed")
+        compacted = self.compacted_revision()
+        if after_revision < compacted:
+            raise CompactedError(after_revision, compacted)
+        return self._hub.add(prefix, after_revision)
+
+    def _read_after(self, after: int, limit: int) -> tuple[list[Event], int]:
+        """The poller's read: the next rows of the log, and the compacted revision (one snapshot)."""
+        with self._read() as conn:
+            _, compacted = self._revisions(conn)
+            rows = conn.execute(_AFTER, {"after": after, "limit": limit}).all()
+        return [_event(r) for r in rows], compacted
+
+    def _read_range(self, prefix: str, after: int, upto: int) -> list[Event]:
+        """History for a watch that starts behind the poller."""
+        with self._read() as conn:
+            _, compacted = self._revisions(conn)
+            if after < compacted:
+                raise CompactedError(after, compacted)
+            rows = conn.execute(
+                _RANGE, {"after": after, "upto": upto, "lo": prefix, "hi": prefix_end(prefix)}
+            ).all()
+        return [_event(r) for r in rows]
+
+    # -- compaction ------------------------------------------------------------------------
+
+    def compact(self, revision: int) -> int:
+        with self._read() as conn:
+            current, compacted = self._revisions(conn)
+        if revision > current:
+            raise FutureRevisionError(f"cannot compact to {revision}: the current revision is {current}")
+        if revision <= compacted:
+            return 0
+        # let this process' watchers receive everything up to the target before it goes
+        self._hub.wait_until(revision, timeout=10)
+        removed = 0
+        lo = compacted
+        while lo < revision:
+            hi = min(revision, lo + max(1, self.options.compact_batch))
+            with self._write() as conn:
+                # re-read under the write lock: another process may have compacted meanwhile
+                _, lo = self._revisions(conn)
+                if lo >= hi:
+                    continue
+                removed += conn.execute(_COMPACT, {"lo": lo, "hi": hi}).rowcount or 0
+                conn.execute(_SET_COMPACTED, {"hi": hi})
+            lo = hi
+        log.debug("compacted to revision {}: {} rows removed", revision, removed)
+        return removed
+
+    def _compact_loop(self) -> None:
+        """kube-apiserver style: every interval, compact to what the previous run saw."""
+        previous: int | None = None
+        while not self._stop.wait(self.options.compact_interval):
+            try:
+                current = self.current_revision()
+                target = current - self.options.compact_retain
+                if previous is not None:
+                    target = min(target, previous)
+                target = min(target, self._hub.oldest_needed())
+                previous = current
+                if target > self.compacted_revision():
+                    removed = self.compact(target)
+                    log.info("compacted history to revision {} ({} rows removed)", target, removed)
+            except StoreError as exc:
+                log.warning("automatic compaction failed: {}", exc)
+            except Exception:
+                log.exception("automatic compaction failed")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._compactor is not None:
+            self._compactor.join(timeout=10)
+        self._hub.close()
+        self._dispose()
+        log.debug("store closed: {}", mask(self.target.url))
+
+    def __enter__(self) -> SqlStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
