@@ -50,7 +50,7 @@ SPECIAL: dict[str, str] = {
     "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON": "Any",
 }
 #: aliases defined in meta_v1 and imported by the modules that use them
-ALIASES = ("IntOrString", "Quantity", "Time", "MicroTime")
+ALIASES = ("IntOrString", "Quantity", "Time", "MicroTime", "Int32")
 
 _KINDS: dict[str, list[str]] = {
     "io.k8s.api.core.v1.": [
@@ -311,6 +311,11 @@ class ModuleWriter:
                 return f"dict[str, {self.type_of(extra)}]"
             self.uses_any = True
             return "dict[str, Any]"
+        if "integer" in types and prop.get("format") == "int32":
+            # Go's int32: out-of-range numbers are decode errors there, so they are here
+            if self.module != "meta_v1":
+                self.imports.setdefault("meta_v1", set()).add("Int32")
+            return "Int32"
         for json_type, py in (
             ("string", "str"),
             ("integer", "int"),
@@ -355,8 +360,9 @@ class ModuleWriter:
     def render(self, classes: list[tuple[str, dict[str, Any]]], extra: str = "") -> str:
         bodies = [self.render_class(cls, definition) for cls, definition in classes]
         out = [f'"""{HEADER}."""', "", "from __future__ import annotations", ""]
-        if self.uses_any:
-            out.append("from typing import Any")
+        typing_names = (["Annotated"] if extra else []) + (["Any"] if self.uses_any else [])
+        if typing_names:
+            out.append(f"from typing import {', '.join(typing_names)}")
             out.append("")
         out.append("import msgspec")
         out.append("")
@@ -374,10 +380,15 @@ class ModuleWriter:
 
 
 META_EXTRA = """
+#: the pattern kube's decoder holds Quantity strings to (k8s.io/apimachinery resource.Quantity)
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 #: intstr.IntOrString: a JSON integer or a string such as "25%" or a port name
 IntOrString = int | str
-#: resource.Quantity: a string ("100m", "1Gi"); clients also send plain JSON numbers
-Quantity = str | int | float
+#: resource.Quantity: a string ("100m", "1Gi"); clients also send plain JSON numbers. Strings
+#: must match kube's quantity pattern, as kube's decoder refuses the others.
+Quantity = Annotated[str, msgspec.Meta(pattern=QUANTITY_PATTERN)] | int | float
+#: Go's int32 (replicas, ports, counts): an int that decoding keeps within 32 bits
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 #: meta/v1 Time: an RFC 3339 timestamp string with second precision
 Time = str
 #: meta/v1 MicroTime: an RFC 3339 timestamp string with microsecond precision

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 from kybern.models.core_v1 import PersistentVolumeClaim, PodTemplateSpec
-from kybern.models.meta_v1 import IntOrString, LabelSelector, ListMeta, ObjectMeta, Time
+from kybern.models.meta_v1 import Int32, IntOrString, LabelSelector, ListMeta, ObjectMeta, Time
 
 __all__ = [
     "ControllerRevision",
@@ -93,8 +93,8 @@ class DaemonSetList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_
 class DaemonSetSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """DaemonSetSpec is the specification of a daemon set."""
 
-    minReadySeconds: int | None = None
-    revisionHistoryLimit: int | None = None
+    minReadySeconds: Int32 | None = None
+    revisionHistoryLimit: Int32 | None = None
     selector: LabelSelector | None = None
     template: PodTemplateSpec | None = None
     updateStrategy: DaemonSetUpdateStrategy | None = None
@@ -103,16 +103,16 @@ class DaemonSetSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_
 class DaemonSetStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """DaemonSetStatus represents the current status of a daemon set."""
 
-    collisionCount: int | None = None
+    collisionCount: Int32 | None = None
     conditions: list[DaemonSetCondition] | None = None
-    currentNumberScheduled: int | None = None
-    desiredNumberScheduled: int | None = None
-    numberAvailable: int | None = None
-    numberMisscheduled: int | None = None
-    numberReady: int | None = None
-    numberUnavailable: int | None = None
+    currentNumberScheduled: Int32 | None = None
+    desiredNumberScheduled: Int32 | None = None
+    numberAvailable: Int32 | None = None
+    numberMisscheduled: Int32 | None = None
+    numberReady: Int32 | None = None
+    numberUnavailable: Int32 | None = None
     observedGeneration: int | None = None
-    updatedNumberScheduled: int | None = None
+    updatedNumberScheduled: Int32 | None = None
 
 
 class DaemonSetUpdateStrategy(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -155,11 +155,11 @@ class DeploymentList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit
 class DeploymentSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """DeploymentSpec is the specification of the desired behavior of the Deployment."""
 
-    minReadySeconds: int | None = None
+    minReadySeconds: Int32 | None = None
     paused: bool | None = None
-    progressDeadlineSeconds: int | None = None
-    replicas: int | None = None
-    revisionHistoryLimit: int | None = None
+    progressDeadlineSeconds: Int32 | None = None
+    replicas: Int32 | None = None
+    revisionHistoryLimit: Int32 | None = None
     selector: LabelSelector | None = None
     strategy: DeploymentStrategy | None = None
     template: PodTemplateSpec | None = None
@@ -168,14 +168,14 @@ class DeploymentSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit
 class DeploymentStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """DeploymentStatus is the most recently observed status of the Deployment."""
 
-    availableReplicas: int | None = None
-    collisionCount: int | None = None
+    availableReplicas: Int32 | None = None
+    collisionCount: Int32 | None = None
     conditions: list[DeploymentCondition] | None = None
     observedGeneration: int | None = None
-    readyReplicas: int | None = None
-    replicas: int | None = None
-    unavailableReplicas: int | None = None
-    updatedReplicas: int | None = None
+    readyReplicas: Int32 | None = None
+    replicas: Int32 | None = None
+    unavailableReplicas: Int32 | None = None
+    updatedReplicas: Int32 | None = None
 
 
 class DeploymentStrategy(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -217,8 +217,8 @@ class ReplicaSetList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit
 class ReplicaSetSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """ReplicaSetSpec is the specification of a ReplicaSet."""
 
-    minReadySeconds: int | None = None
-    replicas: int | None = None
+    minReadySeconds: Int32 | None = None
+    replicas: Int32 | None = None
     selector: LabelSelector | None = None
     template: PodTemplateSpec | None = None
 
@@ -226,12 +226,12 @@ class ReplicaSetSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit
 class ReplicaSetStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """ReplicaSetStatus represents the current status of a ReplicaSet."""
 
-    availableReplicas: int | None = None
+    availableReplicas: Int32 | None = None
     conditions: list[ReplicaSetCondition] | None = None
-    fullyLabeledReplicas: int | None = None
+    fullyLabeledReplicas: Int32 | None = None
     observedGeneration: int | None = None
-    readyReplicas: int | None = None
-    replicas: int | None = None
+    readyReplicas: Int32 | None = None
+    replicas: Int32 | None = None
 
 
 class RollingUpdateDaemonSet(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -254,7 +254,7 @@ class RollingUpdateStatefulSetStrategy(
     """RollingUpdateStatefulSetStrategy is used to communicate parameter for RollingUpdateStatefulSetStrategyType."""
 
     maxUnavailable: IntOrString | None = None
-    partition: int | None = None
+    partition: Int32 | None = None
 
 
 class StatefulSet(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -289,7 +289,7 @@ class StatefulSetList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omi
 class StatefulSetOrdinals(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """StatefulSetOrdinals describes the policy used for replica ordinal assignment in this StatefulSet."""
 
-    start: int | None = None
+    start: Int32 | None = None
 
 
 class StatefulSetPersistentVolumeClaimRetentionPolicy(
@@ -304,12 +304,12 @@ class StatefulSetPersistentVolumeClaimRetentionPolicy(
 class StatefulSetSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """A StatefulSetSpec is the specification of a StatefulSet."""
 
-    minReadySeconds: int | None = None
+    minReadySeconds: Int32 | None = None
     ordinals: StatefulSetOrdinals | None = None
     persistentVolumeClaimRetentionPolicy: StatefulSetPersistentVolumeClaimRetentionPolicy | None = None
     podManagementPolicy: str | None = None
-    replicas: int | None = None
-    revisionHistoryLimit: int | None = None
+    replicas: Int32 | None = None
+    revisionHistoryLimit: Int32 | None = None
     selector: LabelSelector | None = None
     serviceName: str | None = None
     template: PodTemplateSpec | None = None
@@ -320,16 +320,16 @@ class StatefulSetSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omi
 class StatefulSetStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """StatefulSetStatus represents the current state of a StatefulSet."""
 
-    availableReplicas: int | None = None
-    collisionCount: int | None = None
+    availableReplicas: Int32 | None = None
+    collisionCount: Int32 | None = None
     conditions: list[StatefulSetCondition] | None = None
-    currentReplicas: int | None = None
+    currentReplicas: Int32 | None = None
     currentRevision: str | None = None
     observedGeneration: int | None = None
-    readyReplicas: int | None = None
-    replicas: int | None = None
+    readyReplicas: Int32 | None = None
+    replicas: Int32 | None = None
     updateRevision: str | None = None
-    updatedReplicas: int | None = None
+    updatedReplicas: Int32 | None = None
 
 
 class StatefulSetUpdateStrategy(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):

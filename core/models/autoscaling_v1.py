@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from kybern.models.meta_v1 import ObjectMeta
+from kybern.models.meta_v1 import Int32, ObjectMeta
 
 __all__ = ["Scale", "ScaleSpec", "ScaleStatus"]
 
@@ -21,11 +21,11 @@ class Scale(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults
 class ScaleSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """ScaleSpec describes the attributes of a scale subresource."""
 
-    replicas: int | None = None
+    replicas: Int32 | None = None
 
 
 class ScaleStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """ScaleStatus represents the current status of a scale subresource."""
 
-    replicas: int | None = None
+    replicas: Int32 | None = None
     selector: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from kybern.models.core_v1 import ObjectReference, PodTemplateSpec
-from kybern.models.meta_v1 import LabelSelector, ListMeta, ObjectMeta, Time
+from kybern.models.meta_v1 import Int32, LabelSelector, ListMeta, ObjectMeta, Time
 
 __all__ = [
     "CronJob",
@@ -50,11 +50,11 @@ class CronJobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_de
     """CronJobSpec describes how the job execution will look like and when it will actually run."""
 
     concurrencyPolicy: str | None = None
-    failedJobsHistoryLimit: int | None = None
+    failedJobsHistoryLimit: Int32 | None = None
     jobTemplate: JobTemplateSpec | None = None
     schedule: str | None = None
     startingDeadlineSeconds: int | None = None
-    successfulJobsHistoryLimit: int | None = None
+    successfulJobsHistoryLimit: Int32 | None = None
     suspend: bool | None = None
     timeZone: str | None = None
 
@@ -101,36 +101,36 @@ class JobSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaul
     """JobSpec describes how the job execution will look like."""
 
     activeDeadlineSeconds: int | None = None
-    backoffLimit: int | None = None
-    backoffLimitPerIndex: int | None = None
+    backoffLimit: Int32 | None = None
+    backoffLimitPerIndex: Int32 | None = None
     completionMode: str | None = None
-    completions: int | None = None
+    completions: Int32 | None = None
     managedBy: str | None = None
     manualSelector: bool | None = None
-    maxFailedIndexes: int | None = None
-    parallelism: int | None = None
+    maxFailedIndexes: Int32 | None = None
+    parallelism: Int32 | None = None
     podFailurePolicy: PodFailurePolicy | None = None
     podReplacementPolicy: str | None = None
     selector: LabelSelector | None = None
     successPolicy: SuccessPolicy | None = None
     suspend: bool | None = None
     template: PodTemplateSpec | None = None
-    ttlSecondsAfterFinished: int | None = None
+    ttlSecondsAfterFinished: Int32 | None = None
 
 
 class JobStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """JobStatus represents the current state of a Job."""
 
-    active: int | None = None
+    active: Int32 | None = None
     completedIndexes: str | None = None
     completionTime: Time | None = None
     conditions: list[JobCondition] | None = None
-    failed: int | None = None
+    failed: Int32 | None = None
     failedIndexes: str | None = None
-    ready: int | None = None
+    ready: Int32 | None = None
     startTime: Time | None = None
-    succeeded: int | None = None
-    terminating: int | None = None
+    succeeded: Int32 | None = None
+    terminating: Int32 | None = None
     uncountedTerminatedPods: UncountedTerminatedPods | None = None
 
 
@@ -154,7 +154,7 @@ class PodFailurePolicyOnExitCodesRequirement(
 
     containerName: str | None = None
     operator: str | None = None
-    values: list[int] | None = None
+    values: list[Int32] | None = None
 
 
 class PodFailurePolicyOnPodConditionsPattern(
@@ -183,7 +183,7 @@ class SuccessPolicy(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_
 class SuccessPolicyRule(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """SuccessPolicyRule describes rule for declaring a Job as succeeded."""
 
-    succeededCount: int | None = None
+    succeededCount: Int32 | None = None
     succeededIndexes: str | None = None
 
 

@@ -111,6 +111,7 @@ def _load_yaml(data: bytes | str) -> Any:
 # --- type errors ----------------------------------------------------------------------------------
 
 _EXPECTED = re.compile(r"^Expected `(?P<expected>[^`]*)`, got `(?P<got>[^`]*)`")
+_OUT_OF_RANGE = re.compile(r"^Expected `int` [<>]= -?\d+")
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _GOT = {"str": "string", "int": "number", "float": "number", "bool": "bool", "null": "null"}
@@ -126,11 +127,13 @@ def _syntax_message(text: str) -> str:
 
 
 def _unwrap(tp: Any) -> Any:
-    """``X | None`` -> X (the generated models only ever make optional unions of one type)."""
+    """``X | None`` -> X, ``Annotated[X, ...]`` -> X (constraints matter to msgspec, not here)."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         args = [arg for arg in typing.get_args(tp) if arg is not type(None)]
         if len(args) == 1:
-            return args[0]
+            return _unwrap(args[0])
+    if typing.get_origin(tp) is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
     return tp
 
 
@@ -160,12 +163,12 @@ def _go_type(tp: Any, prop: dict[str, Any] | None) -> str:
     if tp is str:
         return "[]uint8" if prop.get("format") == "byte" else "string"
     if tp is int:
-        return prop.get("format", "int64") if prop.get("format") in ("int32", "int64") else "int64"
+        return "int32" if prop.get("format") == "int32" else "int64"
     if tp is float:
         return "float64"
     if tp is bool:
         return "bool"
-    if isinstance(tp, types.UnionType):
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         return "intstr.IntOrString" if set(typing.get_args(tp)) == {int, str} else "resource.Quantity"
     return "interface {}"
 
@@ -211,6 +214,17 @@ def _type_error(text: str, model: type, raw: typing.Callable[[], Any]) -> Decode
             tp = _unwrap(args[0]) if args else Any
             kube_path = f"{kube_path}[{index}]"
             value = value[int(index)] if isinstance(value, list) and int(index) < len(value) else _Missing
+    if detail.startswith("Expected `str` matching regex "):
+        # the only pattern in the models is Quantity's; kube words this one itself
+        pattern = detail[len("Expected `str` matching regex ") :]
+        return DecodeError(f"quantities must match the regular expression {pattern}", kube_path)
+    if _OUT_OF_RANGE.match(detail) and struct is not None:
+        go_type = "int32" if "2147483" in detail else _go_type(tp, prop)
+        where = f"{struct.__name__}.{'.'.join(go_fields)}"
+        got = f"number {json.dumps(value)}" if value is not _Missing else "number"
+        return DecodeError(
+            f"json: cannot unmarshal {got} into Go struct field {where} of type {go_type}", kube_path
+        )
     expected = _EXPECTED.match(detail)
     if expected is None:
         return DecodeError(f"json: {detail} at {kube_path or '<root>'}", kube_path)

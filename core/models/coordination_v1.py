@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from kybern.models.meta_v1 import ListMeta, MicroTime, ObjectMeta
+from kybern.models.meta_v1 import Int32, ListMeta, MicroTime, ObjectMeta
 
 __all__ = ["Lease", "LeaseList", "LeaseSpec"]
 
@@ -31,8 +31,8 @@ class LeaseSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defa
 
     acquireTime: MicroTime | None = None
     holderIdentity: str | None = None
-    leaseDurationSeconds: int | None = None
-    leaseTransitions: int | None = None
+    leaseDurationSeconds: Int32 | None = None
+    leaseTransitions: Int32 | None = None
     preferredHolder: str | None = None
     renewTime: MicroTime | None = None
     strategy: str | None = None

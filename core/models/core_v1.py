@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 from kybern.models.meta_v1 import (
     Condition,
+    Int32,
     IntOrString,
     LabelSelector,
     ListMeta,
@@ -215,7 +216,7 @@ class AWSElasticBlockStoreVolumeSource(
     """Represents a Persistent Disk resource in AWS."""
 
     fsType: str | None = None
-    partition: int | None = None
+    partition: Int32 | None = None
     readOnly: bool | None = None
     volumeID: str | None = None
 
@@ -356,7 +357,7 @@ class CinderVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_
 class ClientIPConfig(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """ClientIPConfig represents the configurations of Client IP based session affinity."""
 
-    timeoutSeconds: int | None = None
+    timeoutSeconds: Int32 | None = None
 
 
 class ClusterTrustBundleProjection(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -425,7 +426,7 @@ class ConfigMapProjection(msgspec.Struct, kw_only=True, omit_defaults=True, repr
 class ConfigMapVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """Adapts a ConfigMap into a volume."""
 
-    defaultMode: int | None = None
+    defaultMode: Int32 | None = None
     items: list[KeyToPath] | None = None
     name: str | None = None
     optional: bool | None = None
@@ -470,9 +471,9 @@ class ContainerImage(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit
 class ContainerPort(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """ContainerPort represents a network port in a single container."""
 
-    containerPort: int | None = None
+    containerPort: Int32 | None = None
     hostIP: str | None = None
-    hostPort: int | None = None
+    hostPort: Int32 | None = None
     name: str | None = None
     protocol: str | None = None
 
@@ -502,11 +503,11 @@ class ContainerStateTerminated(msgspec.Struct, kw_only=True, omit_defaults=True,
     """ContainerStateTerminated is a terminated state of a container."""
 
     containerID: str | None = None
-    exitCode: int | None = None
+    exitCode: Int32 | None = None
     finishedAt: Time | None = None
     message: str | None = None
     reason: str | None = None
-    signal: int | None = None
+    signal: Int32 | None = None
     startedAt: Time | None = None
 
 
@@ -529,7 +530,7 @@ class ContainerStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omi
     name: str | None = None
     ready: bool | None = None
     resources: ResourceRequirements | None = None
-    restartCount: int | None = None
+    restartCount: Int32 | None = None
     started: bool | None = None
     state: ContainerState | None = None
     user: ContainerUser | None = None
@@ -545,7 +546,7 @@ class ContainerUser(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_
 class DaemonEndpoint(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """DaemonEndpoint contains information about a single Daemon endpoint."""
 
-    Port: int | None = None
+    Port: Int32 | None = None
 
 
 class DownwardAPIProjection(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -558,7 +559,7 @@ class DownwardAPIVolumeFile(msgspec.Struct, kw_only=True, omit_defaults=True, re
     """DownwardAPIVolumeFile represents information to create the file containing the pod field"""
 
     fieldRef: ObjectFieldSelector | None = None
-    mode: int | None = None
+    mode: Int32 | None = None
     path: str | None = None
     resourceFieldRef: ResourceFieldSelector | None = None
 
@@ -566,7 +567,7 @@ class DownwardAPIVolumeFile(msgspec.Struct, kw_only=True, omit_defaults=True, re
 class DownwardAPIVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """DownwardAPIVolumeSource represents a volume containing downward API info."""
 
-    defaultMode: int | None = None
+    defaultMode: Int32 | None = None
     items: list[DownwardAPIVolumeFile] | None = None
 
 
@@ -591,7 +592,7 @@ class EndpointPort(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_d
 
     appProtocol: str | None = None
     name: str | None = None
-    port: int | None = None
+    port: Int32 | None = None
     protocol: str | None = None
 
 
@@ -689,7 +690,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults
     kind: str | None = None
     metadata: ObjectMeta | None = None
     action: str | None = None
-    count: int | None = None
+    count: Int32 | None = None
     eventTime: MicroTime | None = None
     firstTimestamp: Time | None = None
     involvedObject: ObjectReference | None = None
@@ -716,7 +717,7 @@ class EventList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defa
 class EventSeries(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """EventSeries contain information on series of events, i.e. thing that was/is happening continuously for some time."""
 
-    count: int | None = None
+    count: Int32 | None = None
     lastObservedTime: MicroTime | None = None
 
 
@@ -737,7 +738,7 @@ class FCVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit
     """Represents a Fibre Channel volume."""
 
     fsType: str | None = None
-    lun: int | None = None
+    lun: Int32 | None = None
     readOnly: bool | None = None
     targetWWNs: list[str] | None = None
     wwids: list[str] | None = None
@@ -776,7 +777,7 @@ class GCEPersistentDiskVolumeSource(
     """Represents a Persistent Disk resource in Google Compute Engine."""
 
     fsType: str | None = None
-    partition: int | None = None
+    partition: Int32 | None = None
     pdName: str | None = None
     readOnly: bool | None = None
 
@@ -784,7 +785,7 @@ class GCEPersistentDiskVolumeSource(
 class GRPCAction(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """GRPCAction specifies an action involving a GRPC service."""
 
-    port: int | None = None
+    port: Int32 | None = None
     service: str | None = None
 
 
@@ -861,7 +862,7 @@ class ISCSIPersistentVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=Tr
     initiatorName: str | None = None
     iqn: str | None = None
     iscsiInterface: str | None = None
-    lun: int | None = None
+    lun: Int32 | None = None
     portals: list[str] | None = None
     readOnly: bool | None = None
     secretRef: SecretReference | None = None
@@ -877,7 +878,7 @@ class ISCSIVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_o
     initiatorName: str | None = None
     iqn: str | None = None
     iscsiInterface: str | None = None
-    lun: int | None = None
+    lun: Int32 | None = None
     portals: list[str] | None = None
     readOnly: bool | None = None
     secretRef: LocalObjectReference | None = None
@@ -895,7 +896,7 @@ class KeyToPath(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defa
     """Maps a string key to a path within a volume."""
 
     key: str | None = None
-    mode: int | None = None
+    mode: Int32 | None = None
     path: str | None = None
 
 
@@ -1479,7 +1480,7 @@ class PodSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaul
     os: PodOS | None = None
     overhead: dict[str, Quantity] | None = None
     preemptionPolicy: str | None = None
-    priority: int | None = None
+    priority: Int32 | None = None
     priorityClassName: str | None = None
     readinessGates: list[PodReadinessGate] | None = None
     resourceClaims: list[PodResourceClaim] | None = None
@@ -1532,7 +1533,7 @@ class PortStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_def
     """PortStatus represents the error condition of a service port"""
 
     error: str | None = None
-    port: int | None = None
+    port: Int32 | None = None
     protocol: str | None = None
 
 
@@ -1548,28 +1549,28 @@ class PreferredSchedulingTerm(msgspec.Struct, kw_only=True, omit_defaults=True, 
     """An empty preferred scheduling term matches all objects with implicit weight 0 (i.e. it's a no-op)."""
 
     preference: NodeSelectorTerm | None = None
-    weight: int | None = None
+    weight: Int32 | None = None
 
 
 class Probe(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """Probe describes a health check to be performed against a container to determine whether it is alive or ready to receive traffic."""
 
     exec: ExecAction | None = None
-    failureThreshold: int | None = None
+    failureThreshold: Int32 | None = None
     grpc: GRPCAction | None = None
     httpGet: HTTPGetAction | None = None
-    initialDelaySeconds: int | None = None
-    periodSeconds: int | None = None
-    successThreshold: int | None = None
+    initialDelaySeconds: Int32 | None = None
+    periodSeconds: Int32 | None = None
+    successThreshold: Int32 | None = None
     tcpSocket: TCPSocketAction | None = None
     terminationGracePeriodSeconds: int | None = None
-    timeoutSeconds: int | None = None
+    timeoutSeconds: Int32 | None = None
 
 
 class ProjectedVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """Represents a projected volume source"""
 
-    defaultMode: int | None = None
+    defaultMode: Int32 | None = None
     sources: list[VolumeProjection] | None = None
 
 
@@ -1749,7 +1750,7 @@ class SecretReference(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omi
 class SecretVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """Adapts a Secret into a volume."""
 
-    defaultMode: int | None = None
+    defaultMode: Int32 | None = None
     items: list[KeyToPath] | None = None
     optional: bool | None = None
     secretName: str | None = None
@@ -1826,8 +1827,8 @@ class ServicePort(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_de
 
     appProtocol: str | None = None
     name: str | None = None
-    nodePort: int | None = None
-    port: int | None = None
+    nodePort: Int32 | None = None
+    port: Int32 | None = None
     protocol: str | None = None
     targetPort: IntOrString | None = None
 
@@ -1841,7 +1842,7 @@ class ServiceSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_de
     externalIPs: list[str] | None = None
     externalName: str | None = None
     externalTrafficPolicy: str | None = None
-    healthCheckNodePort: int | None = None
+    healthCheckNodePort: Int32 | None = None
     internalTrafficPolicy: str | None = None
     ipFamilies: list[str] | None = None
     ipFamilyPolicy: str | None = None
@@ -1951,8 +1952,8 @@ class TopologySpreadConstraint(msgspec.Struct, kw_only=True, omit_defaults=True,
 
     labelSelector: LabelSelector | None = None
     matchLabelKeys: list[str] | None = None
-    maxSkew: int | None = None
-    minDomains: int | None = None
+    maxSkew: Int32 | None = None
+    minDomains: Int32 | None = None
     nodeAffinityPolicy: str | None = None
     nodeTaintsPolicy: str | None = None
     topologyKey: str | None = None
@@ -2078,7 +2079,7 @@ class WeightedPodAffinityTerm(msgspec.Struct, kw_only=True, omit_defaults=True, 
     """The weights of all of the matched WeightedPodAffinityTerm fields are added per-node to find the most preferred node(s)"""
 
     podAffinityTerm: PodAffinityTerm | None = None
-    weight: int | None = None
+    weight: Int32 | None = None
 
 
 class WindowsSecurityContextOptions(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from kybern.models.core_v1 import ObjectReference
-from kybern.models.meta_v1 import ListMeta, ObjectMeta
+from kybern.models.meta_v1 import Int32, ListMeta, ObjectMeta
 
 __all__ = [
     "Endpoint",
@@ -49,7 +49,7 @@ class EndpointPort(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_d
 
     appProtocol: str | None = None
     name: str | None = None
-    port: int | None = None
+    port: Int32 | None = None
     protocol: str | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from kybern.models.core_v1 import EventSource, ObjectReference
-from kybern.models.meta_v1 import ListMeta, MicroTime, ObjectMeta, Time
+from kybern.models.meta_v1 import Int32, ListMeta, MicroTime, ObjectMeta, Time
 
 __all__ = ["Event", "EventList", "EventSeries"]
 
@@ -16,7 +16,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults
     kind: str | None = None
     metadata: ObjectMeta | None = None
     action: str | None = None
-    deprecatedCount: int | None = None
+    deprecatedCount: Int32 | None = None
     deprecatedFirstTimestamp: Time | None = None
     deprecatedLastTimestamp: Time | None = None
     deprecatedSource: EventSource | None = None
@@ -43,5 +43,5 @@ class EventList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defa
 class EventSeries(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
     """EventSeries contain information on series of events, i.e. thing that was/is happening continuously for some time."""
 
-    count: int | None = None
+    count: Int32 | None = None
     lastObservedTime: MicroTime | None = None

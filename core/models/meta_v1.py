@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+#: the pattern kube's decoder holds Quantity strings to (k8s.io/apimachinery resource.Quantity)
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 #: intstr.IntOrString: a JSON integer or a string such as "25%" or a port name
 IntOrString = int | str
-#: resource.Quantity: a string ("100m", "1Gi"); clients also send plain JSON numbers
-Quantity = str | int | float
+#: resource.Quantity: a string ("100m", "1Gi"); clients also send plain JSON numbers. Strings
+#: must match kube's quantity pattern, as kube's decoder refuses the others.
+Quantity = Annotated[str, msgspec.Meta(pattern=QUANTITY_PATTERN)] | int | float
+#: Go's int32 (replicas, ports, counts): an int that decoding keeps within 32 bits
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 #: meta/v1 Time: an RFC 3339 timestamp string with second precision
 Time = str
 #: meta/v1 MicroTime: an RFC 3339 timestamp string with microsecond precision
@@ -24,6 +29,7 @@ __all__ = [
     "Condition",
     "DeleteOptions",
     "GroupVersionForDiscovery",
+    "Int32",
     "IntOrString",
     "LabelSelector",
     "LabelSelectorRequirement",
@@ -236,7 +242,7 @@ class Status(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_default
     apiVersion: str | None = None
     kind: str | None = None
     metadata: ListMeta | None = None
-    code: int | None = None
+    code: Int32 | None = None
     details: StatusDetails | None = None
     message: str | None = None
     reason: str | None = None
@@ -258,7 +264,7 @@ class StatusDetails(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_
     causes: list[StatusCause] | None = None
     group: str | None = None
     name: str | None = None
-    retryAfterSeconds: int | None = None
+    retryAfterSeconds: Int32 | None = None
     uid: str | None = None
 
 
@@ -279,7 +285,7 @@ class TableColumnDefinition(msgspec.Struct, kw_only=True, omit_defaults=True, re
     type: str | None = None
     format: str | None = None
     description: str | None = None
-    priority: int | None = None
+    priority: Int32 | None = None
 
 
 class TableRow(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):

@@ -6,6 +6,7 @@ import msgspec
 from kybern.models.meta_v1 import (
     Condition,
     DeleteOptions,
+    Int32,
     IntOrString,
     LabelSelector,
     ListMeta,
@@ -63,9 +64,9 @@ class PodDisruptionBudgetStatus(msgspec.Struct, kw_only=True, omit_defaults=True
     """PodDisruptionBudgetStatus represents information about the status of a PodDisruptionBudget."""
 
     conditions: list[Condition] | None = None
-    currentHealthy: int | None = None
-    desiredHealthy: int | None = None
+    currentHealthy: Int32 | None = None
+    desiredHealthy: Int32 | None = None
     disruptedPods: dict[str, Time] | None = None
-    disruptionsAllowed: int | None = None
-    expectedPods: int | None = None
+    disruptionsAllowed: Int32 | None = None
+    expectedPods: Int32 | None = None
     observedGeneration: int | None = None

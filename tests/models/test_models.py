@@ -190,6 +190,17 @@ def test_meta_table_types() -> None:
             " ObjectMeta.metadata.generation of type int64",
         ),
         (["not", "an", "object"], "", "json: cannot unmarshal array into Go value of type v1.Deployment"),
+        (
+            {"spec": {"replicas": 2**31}},
+            "spec.replicas",
+            "json: cannot unmarshal number 2147483648 into Go struct field DeploymentSpec.spec.replicas"
+            " of type int32",
+        ),
+        (
+            {"spec": {"template": {"spec": {"containers": [{"resources": {"limits": {"cpu": "lots"}}}]}}}},
+            "spec.template.spec.containers[0].resources.limits.cpu",
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        ),
     ],
 )
 def test_wrong_types_raise_decode_error_with_a_path(body: Any, path: str, message: str) -> None:
