@@ -1,0 +1,703 @@
+"""Server-side apply and managed-fields tracking, after structured-merge-diff.
+
+Field ownership is kept as sets of paths. A path is a tuple of FieldsV1 path elements
+(``f:spec``, ``k:{"name":"nginx"}``, ``v:"example.com/x"``, ``i:0``), so the wire form
+``metadata.managedFields[].fieldsV1`` converts to and from a set without loss; a path that has
+children in a set and is itself a member is written with a ``"."`` entry, as kube does.
+
+What is kept from structured-merge-diff: apply merges the applied configuration into the live
+object (maps recursively, ``x-kubernetes-list-type: map`` lists by key with smd's ordering rule,
+sets by value, atomic lists and atomic maps whole); the applier's field set becomes exactly the
+set of its configuration; fields it applied last time and no longer applies are removed unless
+another manager owns them; a changed field owned by another manager is a conflict unless forced
+(forcing moves ownership). Non-apply writes (:func:`track_update`) give the writer every field it
+added or changed and take those fields away from everybody else.
+
+Simplifications: one API version per kind (no conversion of field sets), no cap on the number of
+update managers, and on creation struct-typed fields are treated as already present (the way
+Go's zero-valued structs are), so they are owned through their children only.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from kybern.plugins.apiserver.schemawalk import FieldMeta, root
+
+Path = tuple[str, ...]
+
+#: metadata fields structured-merge-diff strips from every field set (kube's stripMeta), plus
+#: the deletion markers only the server sets
+IGNORED_METADATA = frozenset(
+    {
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    }
+)
+#: server-owned metadata an applied configuration cannot set
+_CONFIG_DROPPED_METADATA = IGNORED_METADATA - {"name", "namespace"}
+#: defaults of list-map key fields that clients may omit (kube's OpenAPI declares them)
+_KEY_DEFAULTS = {"protocol": "TCP"}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Manager:
+    """A managedFields entry's identity: Update entries are per API version, Apply ones are not."""
+
+    manager: str
+    operation: str
+    api_version: str
+    subresource: str
+
+    def describe(self) -> str:
+        """kube's printManager: how a conflict message names this manager."""
+        text = json.dumps(self.manager)
+        if self.subresource:
+            text = f"{text} with subresource {json.dumps(self.subresource)}"
+        if self.operation == "Update":
+            text = f"{text} using {self.api_version}"
+        return text
+
+    def sort_key(self) -> str:
+        entry: dict[str, str] = {"manager": self.manager, "operation": self.operation}
+        if self.operation == "Update":
+            entry["apiVersion"] = self.api_version
+        if self.subresource:
+            entry["subresource"] = self.subresource
+        return json.dumps(entry, separators=(",", ":"))
+
+
+class ApplyConflictError(Exception):
+    """Server-side apply changed fields other managers own (kube answers 409 Conflict).
+
+    ``conflicts`` holds ``(manager, field path)`` pairs; ``causes`` the Status causes kube sends.
+    """
+
+    def __init__(self, conflicts: list[tuple[_Manager, Path]]) -> None:
+        self.conflicts: list[tuple[str, str]] = [(m.manager, path_string(p)) for m, p in conflicts]
+        self.causes: list[dict[str, str]] = [
+            {
+                "type": "FieldManagerConflict",
+                "message": f"conflict with {m.describe()}",
+                "field": path_string(p),
+            }
+            for m, p in conflicts
+        ]
+        self.message = _conflict_message(conflicts)
+        super().__init__(self.message)
+
+
+def _conflict_message(conflicts: list[tuple[_Manager, Path]]) -> str:
+    if len(conflicts) == 1:
+        manager, path = conflicts[0]
+        return f"Apply failed with 1 conflict: conflict with {manager.describe()}: {path_string(path)}"
+    by_manager: dict[_Manager, list[Path]] = {}
+    for manager, path in conflicts:
+        by_manager.setdefault(manager, []).append(path)
+    lines: list[str] = []
+    for manager in sorted(by_manager, key=_Manager.sort_key):
+        lines.append(f"conflicts with {manager.describe()}:")
+        lines.extend(f"- {path_string(p)}" for p in by_manager[manager])
+    return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- paths and FieldsV1
+
+
+def path_string(path: Path) -> str:
+    """kube's notation of a field path: ``.spec.containers[name="nginx"].image``."""
+    out = []
+    for element in path:
+        tag, body = element[:2], element[2:]
+        if tag == "f:":
+            out.append("." + body)
+        elif tag == "k:":
+            try:
+                keys = json.loads(body)
+                out.append("[" + ",".join(f"{k}={_value_string(v)}" for k, v in sorted(keys.items())) + "]")
+            except (ValueError, AttributeError):
+                out.append(f"[{body}]")
+        elif tag == "v:":
+            out.append(f"[={body}]")
+        elif tag == "i:":
+            out.append(f"[{body}]")
+        else:
+            out.append(element)
+    return "".join(out)
+
+
+def _value_string(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _element_order(element: str) -> tuple[int, str]:
+    return ({"f:": 0, "k:": 1, "v:": 2, "i:": 3}.get(element[:2], 4), element)
+
+
+def fields_to_set(fields: dict[str, Any] | None) -> set[Path]:
+    """Decode FieldsV1 into a set of paths."""
+    out: set[Path] = set()
+
+    def walk(tree: dict[str, Any], prefix: Path) -> None:
+        for key, sub in tree.items():
+            if key == ".":
+                if prefix:
+                    out.add(prefix)
+                continue
+            path = (*prefix, key)
+            if isinstance(sub, dict) and sub:
+                walk(sub, path)
+            else:
+                out.add(path)
+
+    if isinstance(fields, dict):
+        walk(fields, ())
+    return out
+
+
+def set_to_fields(paths: set[Path]) -> dict[str, Any]:
+    """Encode a set of paths as FieldsV1 (sorted like structured-merge-diff writes it)."""
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for element in path:
+            node = node.setdefault(element, {})
+
+    def render(node: dict[str, Any], prefix: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if node and prefix in paths:
+            out["."] = {}
+        for key in sorted(node, key=_element_order):
+            out[key] = render(node[key], (*prefix, key))
+        return out
+
+    return render(tree, ())
+
+
+# --------------------------------------------------------------------------- typed walking
+
+
+def _child_meta(meta: FieldMeta | None, key: str) -> FieldMeta | None:
+    node = meta.node if meta is not None else None
+    if node is None or node.shape not in ("struct", "map"):
+        return None
+    child = node.field(key)
+    return child if child.node is not None else None
+
+
+def _item_meta(meta: FieldMeta | None) -> FieldMeta | None:
+    if meta is None or meta.node is None:
+        return None
+    return meta.node.item_meta()
+
+
+def _mode(value: Any, meta: FieldMeta | None) -> str:
+    """How structured-merge-diff treats a value here: leaf, map (granular), set or assoc list."""
+    node = meta.node if meta is not None else None
+    if isinstance(value, dict):
+        if node is not None and (node.atomic or node.shape in ("any", "scalar", "list")):
+            return "leaf"
+        return "map"
+    if isinstance(value, list):
+        if meta is None or meta.list_type == "atomic":
+            return "leaf"
+        return "set" if meta.list_type == "set" else "assoc"
+    return "leaf"
+
+
+def _is_struct(meta: FieldMeta | None) -> bool:
+    return meta is not None and meta.node is not None and meta.node.shape == "struct"
+
+
+def _item_element(item: Any, meta: FieldMeta | None, mode: str, index: int) -> str:
+    if mode == "set":
+        return "v:" + _canonical(item)
+    keys = meta.list_keys if meta is not None else ()
+    if isinstance(item, dict) and keys:
+        values = {}
+        for key in sorted(keys):
+            if key in item and item[key] is not None:
+                values[key] = item[key]
+            elif key in _KEY_DEFAULTS:
+                values[key] = _KEY_DEFAULTS[key]
+        if values:
+            return "k:" + _canonical(values)
+    return f"i:{index}"
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def _index_items(items: list, meta: FieldMeta | None, mode: str) -> tuple[list[str], dict[str, Any]]:
+    elements: list[str] = []
+    by_element: dict[str, Any] = {}
+    for index, item in enumerate(items):
+        element = _item_element(item, meta, mode, index)
+        elements.append(element)
+        by_element.setdefault(element, item)
+    return elements, by_element
+
+
+def _to_set(value: Any, meta: FieldMeta | None, path: Path, out: set[Path]) -> None:
+    """structured-merge-diff's ToFieldSet: the fields a (partial) object sets."""
+    if value is None:
+        return
+    mode = _mode(value, meta)
+    if mode == "leaf":
+        if path:
+            out.add(path)
+        return
+    if mode == "map":
+        for key, child in value.items():
+            _to_set(child, _child_meta(meta, key), (*path, "f:" + key), out)
+        return
+    item_meta = _item_meta(meta)
+    for index, item in enumerate(value):
+        element_path = (*path, _item_element(item, meta, mode, index))
+        out.add(element_path)
+        if mode == "assoc":
+            _to_set(item, item_meta, element_path, out)
+
+
+@dataclass(slots=True)
+class _Comparison:
+    added: set[Path] = field(default_factory=set)
+    modified: set[Path] = field(default_factory=set)
+    removed: set[Path] = field(default_factory=set)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (dict, list)) and not value)
+
+
+def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item: bool) -> None:
+    """structured-merge-diff's Compare: leaves added/modified/removed, plus added/removed
+    map and list nodes themselves (struct fields excepted, see the module docstring)."""
+    if lhs is None and rhs is None:
+        return
+    mode = _mode(rhs if rhs is not None else lhs, meta)
+    if lhs is not None and rhs is not None and _mode(lhs, meta) != _mode(rhs, meta):
+        mode = "leaf"
+    if mode == "map" and not item and _is_struct(meta):
+        lhs = {} if lhs is None else lhs
+        rhs = {} if rhs is None else rhs
+    if mode != "leaf" and _empty(lhs) and _empty(rhs):
+        mode = "leaf"
+    if mode == "leaf":
+        if not path:
+            return
+        if lhs is None:
+            res.added.add(path)
+        elif rhs is None:
+            res.removed.add(path)
+        elif not _equal(lhs, rhs):
+            res.modified.add(path)
+        return
+    if mode == "map":
+        left = lhs if isinstance(lhs, dict) else {}
+        right = rhs if isinstance(rhs, dict) else {}
+        for key in {**left, **right}:
+            _compare(left.get(key), right.get(key), _child_meta(meta, key), (*path, "f:" + key), res, False)
+    else:
+        item_meta = _item_meta(meta)
+        left_elements, left_items = _index_items(lhs or [], meta, mode)
+        right_elements, right_items = _index_items(rhs or [], meta, mode)
+        for element in dict.fromkeys(left_elements + right_elements):
+            _compare(
+                left_items.get(element),
+                right_items.get(element),
+                item_meta,
+                (*path, element),
+                res,
+                True,
+            )
+    if path:
+        if lhs is None:
+            res.added.add(path)
+        elif rhs is None:
+            res.removed.add(path)
+
+
+def _merge(live: Any, config: Any, meta: FieldMeta | None) -> Any:
+    """structured-merge-diff's Merge of an applied configuration into the live object."""
+    if live is None:
+        return copy.deepcopy(config)
+    mode = _mode(config, meta)
+    if mode == "leaf" or _mode(live, meta) != mode:
+        return copy.deepcopy(config)
+    if mode == "map":
+        out = dict(live)
+        for key, value in config.items():
+            out[key] = _merge(live.get(key), value, _child_meta(meta, key))
+        return out
+    return _merge_list(live, config, meta, mode)
+
+
+def _merge_list(lhs: list, rhs: list, meta: FieldMeta | None, mode: str) -> list:
+    """Merge two keyed lists keeping smd's order: live-only items stay where they were, shared
+    and new items follow the applied order."""
+    item_meta = _item_meta(meta)
+    left, left_items = _index_items(lhs, meta, mode)
+    right, right_items = _index_items(rhs, meta, mode)
+    shared = [e for e in right if e in left_items]
+    shared_pos = 0
+
+    def next_shared() -> str | None:
+        return shared[shared_pos] if shared_pos < len(shared) else None
+
+    def merged_item(element: str) -> Any:
+        if mode == "set":
+            return copy.deepcopy(right_items[element])
+        return _merge(left_items.get(element), right_items[element], item_meta)
+
+    out: list = []
+    done: set[str] = set()
+    li = ri = 0
+    current_shared = next_shared()
+    while li < len(left) or ri < len(right):
+        if li < len(left) and ri < len(right):
+            element = left[li]
+            if element == right[ri]:
+                done.add(element)
+                out.append(merged_item(element))
+                li += 1
+                ri += 1
+                shared_pos += 1 if current_shared is not None else 0
+                current_shared = next_shared()
+                continue
+            if element in right_items and current_shared is not None and current_shared != element:
+                li += 1
+                continue
+        if li < len(left):
+            element = left[li]
+            if element not in right_items:
+                out.append(lhs[li])
+                li += 1
+                continue
+            if element in done:
+                li += 1
+                continue
+        if ri < len(right):
+            element = right[ri]
+            done.add(element)
+            out.append(merged_item(element))
+            ri += 1
+            if current_shared is not None and current_shared == element:
+                shared_pos += 1
+                current_shared = next_shared()
+    return out
+
+
+def _remove_path(value: Any, path: Path, meta: FieldMeta | None) -> None:
+    """Remove the field or list item ``path`` points at, if it exists."""
+    if not path or not isinstance(value, (dict, list)):
+        return
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        if not head.startswith("f:"):
+            return
+        key = head[2:]
+        if key not in value:
+            return
+        if not rest:
+            del value[key]
+        else:
+            _remove_path(value[key], rest, _child_meta(meta, key))
+        return
+    mode = _mode(value, meta)
+    if mode not in ("set", "assoc"):
+        return
+    for index, item in enumerate(value):
+        if _item_element(item, meta, mode, index) == head:
+            if not rest:
+                del value[index]
+            else:
+                _remove_path(item, rest, _item_meta(meta))
+            return
+
+
+def _with_named_fields(paths: set[Path]) -> set[Path]:
+    """kube's EnsureNamedFieldsAreMembers: a field with owned children counts as owned itself."""
+    out = set(paths)
+    for path in paths:
+        for end in range(1, len(path)):
+            if path[end - 1].startswith("f:"):
+                out.add(path[:end])
+    return out
+
+
+# --------------------------------------------------------------------------- managed fields
+
+
+@dataclass(slots=True)
+class _Entry:
+    fields: set[Path]
+    api_version: str
+    time: str | None
+
+
+def _parse_managed(entries: Any) -> dict[_Manager, _Entry]:
+    managers: dict[_Manager, _Entry] = {}
+    if not isinstance(entries, list):
+        return managers
+    for entry in entries:
+        if not isinstance(entry, dict) or (not entry.get("manager") and not entry.get("operation")):
+            continue
+        operation = entry.get("operation") or "Update"
+        api_version = entry.get("apiVersion") or ""
+        key = _Manager(
+            entry.get("manager") or "",
+            operation,
+            api_version if operation == "Update" else "",
+            entry.get("subresource") or "",
+        )
+        fields = fields_to_set(entry.get("fieldsV1"))
+        if key in managers:
+            managers[key].fields |= fields
+        else:
+            managers[key] = _Entry(fields, api_version, entry.get("time"))
+    return managers
+
+
+def _epoch(time: str | None) -> int:
+    if not time:
+        return 0
+    try:
+        return int(dt.datetime.fromisoformat(time.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
+    """Entries in kube's order: operation, time, manager, apiVersion, subresource."""
+    ordered = sorted(
+        ((k, e) for k, e in managers.items() if e.fields),
+        key=lambda pair: (
+            pair[0].operation,
+            _epoch(pair[1].time),
+            pair[0].manager,
+            pair[1].api_version,
+            pair[0].subresource,
+        ),
+    )
+    out = []
+    for key, entry in ordered:
+        encoded: dict[str, Any] = {"manager": key.manager, "operation": key.operation}
+        if entry.api_version:
+            encoded["apiVersion"] = entry.api_version
+        if entry.time:
+            encoded["time"] = entry.time
+        encoded["fieldsType"] = "FieldsV1"
+        encoded["fieldsV1"] = set_to_fields(entry.fields)
+        if key.subresource:
+            encoded["subresource"] = key.subresource
+        out.append(encoded)
+    return out
+
+
+def _store_managed(obj: dict, managers: dict[_Manager, _Entry]) -> None:
+    meta = obj.setdefault("metadata", {})
+    encoded = _encode_managed(managers)
+    if encoded:
+        meta["managedFields"] = encoded
+    else:
+        meta.pop("managedFields", None)
+
+
+def _has_status(meta: FieldMeta | None) -> bool:
+    node = meta.node if meta is not None else None
+    return node is not None and node.shape == "struct" and bool(node.props) and "status" in node.props
+
+
+def _filter(paths: set[Path], has_status: bool, subresource: str) -> set[Path]:
+    """Drop the paths field managers never own (stripped metadata, the other half of a subresource)."""
+    out = set()
+    for path in paths:
+        first = path[0]
+        if first in ("f:apiVersion", "f:kind"):
+            continue
+        if first == "f:metadata" and (len(path) == 1 or path[1][2:] in IGNORED_METADATA):
+            continue
+        if subresource == "status":
+            if first != "f:status":
+                continue
+        elif has_status and first == "f:status" and subresource == "":
+            continue
+        out.add(path)
+    return out
+
+
+def _root_meta(definition: str | None) -> FieldMeta | None:
+    node = root(definition)
+    return FieldMeta(node, "", False, None, "atomic", ()) if node is not None else None
+
+
+def _without_managed(obj: dict | None) -> dict | None:
+    if obj is None:
+        return None
+    out = copy.deepcopy(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return out
+
+
+def _strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_nulls(v) for v in value if v is not None]
+    return value
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def track_update(
+    old: dict | None,
+    new: dict,
+    manager: str,
+    operation: str,
+    definition: str,
+    now: str,
+    subresource: str = "",
+) -> None:
+    """Record a non-apply write in ``new["metadata"]["managedFields"]`` (in place).
+
+    The writer takes every field it added or changed; everybody else loses those fields and
+    the ones that were removed. Managed fields sent with the new object replace the live ones
+    (kube lets clients rewrite them), except on subresources.
+    """
+    meta_root = _root_meta(definition)
+    new_meta = new.setdefault("metadata", {})
+    supplied = new_meta.get("managedFields")
+    if supplied and not subresource:
+        managers = _parse_managed(supplied)
+    else:
+        managers = _parse_managed(((old or {}).get("metadata") or {}).get("managedFields"))
+    has_status = _has_status(meta_root)
+    res = _Comparison()
+    _compare(_without_managed(old), _without_managed(new), meta_root, (), res, False)
+    changed = _filter(res.added | res.modified, has_status, subresource)
+    removed = _filter(res.removed, has_status, subresource)
+    api_version = new.get("apiVersion") or (old or {}).get("apiVersion") or ""
+    key = _Manager(manager, operation, api_version if operation == "Update" else "", subresource)
+    for other, entry in managers.items():
+        entry.fields -= removed
+        if other != key:
+            entry.fields -= changed
+    if changed:
+        entry = managers.get(key)
+        if entry is None:
+            managers[key] = _Entry(set(changed), api_version, now)
+        else:
+            entry.fields |= changed
+            entry.api_version = api_version
+            entry.time = now
+    _store_managed(new, managers)
+
+
+def server_side_apply(
+    live: dict | None,
+    applied: dict,
+    manager: str,
+    force: bool,
+    definition: str,
+    now: str,
+) -> dict:
+    """Apply a configuration for ``manager``; returns the new object with its managed fields.
+
+    ``live`` None means the object is being created. Raises ApplyConflictError when the
+    configuration changes fields other managers own and ``force`` is false.
+    """
+    meta_root = _root_meta(definition)
+    has_status = _has_status(meta_root)
+    config = _strip_nulls(copy.deepcopy(applied))
+    config_meta = config.get("metadata")
+    if isinstance(config_meta, dict):
+        for key in _CONFIG_DROPPED_METADATA:
+            config_meta.pop(key, None)
+    if has_status:
+        config.pop("status", None)
+
+    api_version = config.get("apiVersion") or (live or {}).get("apiVersion") or ""
+    key = _Manager(manager, "Apply", "", "")
+    base = _without_managed(live)
+    managers = _parse_managed(((live or {}).get("metadata") or {}).get("managedFields"))
+
+    merged = _merge(base, config, meta_root) if base is not None else copy.deepcopy(config)
+    applied_set: set[Path] = set()
+    _to_set(config, meta_root, (), applied_set)
+    applied_set = _filter(applied_set, has_status, "")
+    previous = managers.get(key)
+    managers[key] = _Entry(applied_set, api_version, previous.time if previous else None)
+
+    if previous is not None and previous.fields:
+        owned: set[Path] = set()
+        for entry in managers.values():
+            owned |= entry.fields
+        stale = _with_named_fields(previous.fields) - _with_named_fields(owned)
+        for path in sorted(stale, key=len):
+            if not any(path[:n] in stale for n in range(1, len(path))):
+                _remove_path(merged, path, meta_root)
+
+    if has_status:
+        if base is not None and base.get("status") is not None:
+            merged["status"] = copy.deepcopy(base["status"])
+        else:
+            merged.pop("status", None)
+
+    if base is not None:
+        res = _Comparison()
+        _compare(base, merged, meta_root, (), res, False)
+        changed = _filter(res.added | res.modified, has_status, "")
+        removed = _filter(res.removed, has_status, "")
+        conflicts: list[tuple[_Manager, Path]] = []
+        for other in sorted(managers, key=_Manager.sort_key):
+            if other == key:
+                continue
+            clashing = managers[other].fields & changed
+            conflicts.extend(
+                (other, p) for p in sorted(clashing, key=lambda p: tuple(map(_element_order, p)))
+            )
+        if conflicts and not force:
+            raise ApplyConflictError(conflicts)
+        for other, entry in managers.items():
+            if other != key:
+                entry.fields -= changed
+                entry.fields -= removed
+        changed_object = not _equal(base, merged)
+    else:
+        changed_object = True
+
+    if changed_object or previous is None or not managers[key].time:
+        managers[key].time = now
+    _store_managed(merged, managers)
+    return merged
