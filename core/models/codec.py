@@ -73,6 +73,8 @@ def decode(data: bytes | str, model: type[T], *, yaml: bool = False) -> T:
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
+        if "got `null`" in str(exc):
+            return convert(msgspec.json.decode(data), model)
         raise _type_error(str(exc), model, lambda: msgspec.json.decode(data)) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"json: {_syntax_message(str(exc))}") from None
@@ -83,7 +85,48 @@ def convert(d: Any, model: type[T]) -> T:
     try:
         return msgspec.convert(d, model)
     except msgspec.ValidationError as exc:
+        if "got `null`" not in str(exc):
+            raise _type_error(str(exc), model, lambda: d) from None
+    # Go decodes a null list item or map value to the zero value ("", 0, {}) instead of failing
+    d = _zero_nulls(d, model)
+    try:
+        return msgspec.convert(d, model)
+    except msgspec.ValidationError as exc:
         raise _type_error(str(exc), model, lambda: d) from None
+
+
+def _zero_nulls(value: Any, tp: Any) -> Any:
+    """A copy of JSON-shaped ``value`` with nulls inside lists and maps replaced by Go's zero values."""
+    tp = _unwrap(tp)
+    if value is None:
+        return None
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        if not isinstance(value, dict):
+            return value
+        fields = _struct_fields(tp)
+        return {k: _zero_nulls(v, fields[k]) if k in fields else v for k, v in value.items()}
+    origin = typing.get_origin(tp)
+    if origin is list and isinstance(value, list):
+        item_tp = typing.get_args(tp)[0]
+        return [_zero_of(item_tp) if v is None else _zero_nulls(v, item_tp) for v in value]
+    if origin is dict and isinstance(value, dict):
+        item_tp = typing.get_args(tp)[1]
+        return {k: _zero_of(item_tp) if v is None else _zero_nulls(v, item_tp) for k, v in value.items()}
+    return value
+
+
+def _zero_of(tp: Any) -> Any:
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, msgspec.Struct):
+        return {}
+    if tp in (str, int, float, bool):
+        return tp()
+    origin = typing.get_origin(tp)
+    if origin in (list, dict):
+        return origin()
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        return 0 if set(typing.get_args(tp)) == {int, str} else "0"  # IntOrString / Quantity
+    return None
 
 
 # --- YAML -----------------------------------------------------------------------------------------

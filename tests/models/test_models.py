@@ -365,3 +365,21 @@ def test_strict_field_errors_in_kube_wording_and_document_order() -> None:
     # a wrong type is decode's business, not a strict-field complaint
     assert codec.strict_field_errors(b'{"spec":{"replicas":"x"}}', apps_v1.Deployment) == []
     assert codec.strict_field_errors(b"{nope", apps_v1.Deployment) == []
+
+
+def test_nulls_inside_lists_and_maps_decode_to_zero_values_as_in_go() -> None:
+    data = (
+        b'{"metadata":{"labels":{"a":null,"b":"x"}},"spec":{"nodeSelector":null,"containers":[null,'
+        b'{"name":"c","args":["a",null],"ports":[{"containerPort":null}],"resources":{"limits":{"cpu":null}}}]}}'
+    )
+    for pod in (codec.decode(data, core_v1.Pod), codec.convert(json.loads(data), core_v1.Pod)):
+        assert pod.metadata.labels == {"a": "", "b": "x"}
+        assert pod.spec.nodeSelector is None
+        assert pod.spec.containers[0] == core_v1.Container()
+        assert pod.spec.containers[1].args == ["a", ""]
+        assert pod.spec.containers[1].ports == [core_v1.ContainerPort()]
+        assert pod.spec.containers[1].resources.limits == {"cpu": "0"}
+    # a real type error after a null is still reported, with its path
+    with pytest.raises(codec.DecodeError) as info:
+        codec.decode(b'{"spec":{"containers":[null,{"name":5}]}}', core_v1.Pod)
+    assert info.value.path == "spec.containers[1].name"
