@@ -1,0 +1,30 @@
+"""kybern's Kubernetes-compatible API server (the ``apiserver`` component).
+
+It serves the Kubernetes REST API over the store, as kube-apiserver 1.32 does, for every kind
+that plugins register through ``kybern_api_resources``; the real kubectl and the official
+Python client work against it unchanged.
+"""
+
+from __future__ import annotations
+
+from kybern import hookimpl
+from kybern.components import ComponentSpec, RunContext
+
+
+def _factory(ctx: RunContext) -> object:
+    from kybern.plugins.apiserver.component import ApiServerComponent
+
+    return ApiServerComponent(ctx)
+
+
+@hookimpl
+def kybern_components() -> list[ComponentSpec]:
+    return [
+        ComponentSpec(
+            name="apiserver",
+            factory=_factory,  # type: ignore[arg-type]
+            roles=frozenset({"server"}),
+            order=10,
+            description="Kubernetes API server over the store",
+        )
+    ]

@@ -1,0 +1,413 @@
+"""The aiohttp application: routing of kube-apiserver's URL space, authentication, errors.
+
+One catch-all route parses paths the way kube-apiserver's installer lays them out
+(``/api/v1/namespaces/NS/pods/NAME/status``, ``/apis/GROUP/VERSION/PLURAL``) into a
+:class:`Target`, then hands off to the REST, watch or subresource handlers. Every failure
+leaves as a Status object; an unexpected exception is a logged 500, never a traceback page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from aiohttp import web
+from kybern.labels import Selector, parse_selector
+from kybern.plugins.apiserver import bodies, discovery, errors
+from kybern.plugins.apiserver.auth import Tokens, authenticate
+from kybern.plugins.apiserver.cache import WatchCache
+from kybern.plugins.apiserver.registry import Registry
+from kybern.plugins.apiserver.storage import Storage, WriteOptions
+from kybern.resources import ResourceType
+from kybern.store import Store
+from loguru import logger
+
+log = logger.bind(component="apiserver")
+
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
+#: a pod connect handler: (request, pod object, subresource) -> the response it streamed
+ConnectHandler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.StreamResponse]]
+#: RunContext.shared key under which node agents register pod connect handlers (log, exec,
+#: attach, portforward): ``shared[CONNECT_HANDLERS_KEY]["log"] = handler``
+CONNECT_HANDLERS_KEY = "apiserver.pod_connect_handlers"
+
+
+@dataclass
+class Target:
+    """What a resource URL addresses."""
+
+    group: str
+    version: str
+    rt: ResourceType | None
+    plural: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str = ""
+    watch_prefix: bool = False
+
+
+@dataclass
+class RequestInfo:
+    request: web.Request
+    user: str
+    target: Target
+    query: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+    def q(self, name: str, default: str | None = None) -> str | None:
+        return self.request.query.get(name, default)
+
+    def flag(self, name: str) -> bool:
+        value = self.request.query.get(name)
+        return value is not None and value.lower() in ("true", "1", "")
+
+    @property
+    def rt(self) -> ResourceType:
+        assert self.target.rt is not None
+        return self.target.rt
+
+    def dry_run(self) -> bool:
+        values = self.request.query.getall("dryRun", [])
+        for v in values:
+            if v != "All":
+                raise errors.bad_request(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+        return bool(values)
+
+    def manager(self, required: bool = False) -> str:
+        fm = self.request.query.get("fieldManager")
+        if fm is not None:
+            if len(fm) > 128:
+                raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
+            if not fm:
+                if required:
+                    raise errors.bad_request(
+                        "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+                    )
+            return fm
+        if required:
+            raise errors.bad_request(
+                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests"
+            )
+        agent = self.request.headers.get("User-Agent", "")
+        return agent.split("/", 1)[0][:128] if agent else "unknown"
+
+    def write_options(
+        self, subresource: str = "", operation: str = "Update", required_manager: bool = False
+    ) -> WriteOptions:
+        return WriteOptions(
+            dry_run=self.dry_run(),
+            manager=self.manager(required_manager),
+            user=self.user,
+            subresource=subresource,
+            operation=operation,
+        )
+
+    def field_validation(self) -> str:
+        return bodies.field_validation_mode(self.request.query.get("fieldValidation"))
+
+    def label_selector(self) -> Selector | None:
+        text = self.request.query.get("labelSelector")
+        if not text:
+            return None
+        try:
+            return parse_selector(text)
+        except ValueError as exc:
+            raise errors.bad_request(f"unable to parse requirement: {exc}") from None
+
+    def accept(self) -> list[bodies.MediaType]:
+        return bodies.parse_accept(self.request.headers.get("Accept"))
+
+    def wants_table(self) -> bool:
+        for mt in self.accept():
+            if mt.is_table:
+                return True
+            if mt.type in (
+                "application/json",
+                "*/*",
+                "application/*",
+                "application/yaml",
+            ) and not mt.params.get("as"):
+                return False
+        return False
+
+    def include_object(self) -> str:
+        value = self.request.query.get("includeObject") or "Metadata"
+        if value not in ("None", "Metadata", "Object"):
+            raise errors.bad_request(f'includeObject: Unsupported value: "{value}"')
+        return value
+
+    async def body(self) -> bytes:
+        data = await self.request.content.read(bodies.MAX_BODY_BYTES + 1)
+        if len(data) > bodies.MAX_BODY_BYTES:
+            raise errors.too_large(bodies.MAX_BODY_BYTES)
+        return data
+
+
+def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    data = body if isinstance(body, bytes) else bodies.dumps(body)
+    resp = web.Response(body=data, status=status, content_type="application/json")
+    for w in warnings or []:
+        resp.headers.add("Warning", '299 - "' + w.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    return resp
+
+
+def status_response(exc: errors.ApiStatusError) -> web.Response:
+    return json_response(exc.status(), exc.code)
+
+
+class ApiServer:
+    """Everything a request handler needs: the kinds, the store, the cache, the tokens."""
+
+    def __init__(
+        self,
+        store: Store,
+        types: list[ResourceType],
+        pm: Any,
+        tokens: Tokens,
+        shared: dict[str, Any],
+        server_address: str = "",
+    ) -> None:
+        self.store = store
+        self.registry = Registry(types)
+        self.pm = pm
+        self.tokens = tokens
+        self.shared = shared
+        self.server_address = server_address
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apiserver-store")
+        self.cache = WatchCache(store, self.registry, self.run)
+        self.storage = Storage(store, self.registry, self.cache, pm, self.run)
+        self.ready = False
+        self.stopping = asyncio.Event()
+        self.started_at = time.time()
+        shared.setdefault(CONNECT_HANDLERS_KEY, {})
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args))
+
+    def connect_handlers(self) -> dict[str, ConnectHandler]:
+        return self.shared.setdefault(CONNECT_HANDLERS_KEY, {})
+
+    # ----------------------------------------------------------------- app
+
+    def make_app(self) -> web.Application:
+        middlewares = []
+        try:
+            from kybern.plugins.apiserver.metrics import metrics_middleware
+
+            middlewares.append(metrics_middleware())
+        except ImportError:
+            pass
+        app = web.Application(client_max_size=bodies.MAX_BODY_BYTES * 2, middlewares=middlewares)
+        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        return app
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except errors.ApiStatusError as exc:
+            return status_response(exc)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.opt(exception=exc).error("{} {} failed: {}", request.method, request.path, exc)
+            return status_response(errors.internal(f"{type(exc).__name__}: {exc}"))
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return await self._health(path)
+        if path == "/version":
+            return json_response(discovery.version_info())
+        user = authenticate(request.headers.get("Authorization"), self.tokens)
+        if user is None:
+            raise errors.unauthorized()
+        if path == "/metrics":
+            from kybern.plugins.apiserver.metrics import metrics_handler
+
+            return await metrics_handler(request)
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            return json_response(
+                {
+                    "paths": [
+                        "/api",
+                        "/api/v1",
+                        "/apis",
+                        "/healthz",
+                        "/livez",
+                        "/metrics",
+                        "/openapi/v3",
+                        "/readyz",
+                        "/version",
+                    ]
+                }
+            )
+        if parts[0] == "openapi":
+            return self._openapi(parts, request)
+        if parts[0] == "api":
+            if len(parts) == 1:
+                return self._discovery_root(request, legacy=True)
+            if parts[1] != "v1":
+                raise errors.not_found_plain("the server could not find the requested resource")
+            if len(parts) == 2:
+                return self._resource_list("", "v1")
+            return await self._resource(request, user, "", "v1", parts[2:])
+        if parts[0] == "apis":
+            if len(parts) == 1:
+                return self._discovery_root(request, legacy=False)
+            group = parts[1]
+            if len(parts) == 2:
+                return self._api_group(group)
+            version = parts[2]
+            if not self.registry.has_group_version(group, version):
+                raise errors.not_found_plain("the server could not find the requested resource")
+            if len(parts) == 3:
+                return self._resource_list(group, version)
+            return await self._resource(request, user, group, version, parts[3:])
+        raise errors.not_found_plain("the server could not find the requested resource")
+
+    async def _health(self, path: str) -> web.Response:
+        ok = self.ready and not self.stopping.is_set()
+        if ok and path.startswith("/readyz"):
+            try:
+                await asyncio.wait_for(self.run(self.store.current_revision), 5)
+            except Exception:
+                ok = False
+        if not ok:
+            return web.Response(text="not ready", status=503, content_type="text/plain")
+        return web.Response(text="ok", content_type="text/plain")
+
+    # ----------------------------------------------------------------- discovery
+
+    def _discovery_root(self, request: web.Request, legacy: bool) -> web.Response:
+        for mt in bodies.parse_accept(request.headers.get("Accept")):
+            if (
+                mt.params.get("g") == "apidiscovery.k8s.io"
+                and mt.params.get("v") == "v2"
+                and (mt.params.get("as") == "APIGroupDiscoveryList")
+            ):
+                body = bodies.dumps(discovery.aggregated_discovery(self.registry.types, legacy))
+                resp = web.Response(body=body)
+                resp.headers["Content-Type"] = discovery.discovery_content_type()
+                resp.headers["Vary"] = "Accept"
+                return resp
+            if mt.type in ("application/json", "*/*") and not mt.params.get("as"):
+                break
+        if legacy:
+            return json_response(discovery.api_versions(self.server_address))
+        return json_response(discovery.api_group_list(self.registry.types))
+
+    def _api_group(self, group: str) -> web.Response:
+        for g in discovery.api_group_list(self.registry.types).get("groups", []):
+            if g.get("name") == group:
+                return json_response({"kind": "APIGroup", "apiVersion": "v1", **g})
+        raise errors.not_found_plain("the server could not find the requested resource")
+
+    def _resource_list(self, group: str, version: str) -> web.Response:
+        doc = discovery.api_resource_list(self.registry.types, group, version)
+        if doc is None:
+            raise errors.not_found_plain("the server could not find the requested resource")
+        return json_response(doc)
+
+    def _openapi(self, parts: list[str], request: web.Request) -> web.Response:
+        if len(parts) < 2 or parts[1] != "v3":
+            raise errors.not_found_plain("the server could not find the requested resource")
+        from kybern.plugins.apiserver import openapi
+
+        if len(parts) == 2:
+            return json_response(openapi.openapi_v3_index(self.registry.types))
+        doc = openapi.openapi_v3_document(self.registry.types, "/".join(parts[2:]))
+        if doc is None:
+            raise errors.not_found_plain("the server could not find the requested resource")
+        return json_response(doc)
+
+    # ----------------------------------------------------------------- resources
+
+    def _parse_target(self, group: str, version: str, rest: list[str]) -> Target:
+        watch_prefix = False
+        if rest and rest[0] == "watch":
+            watch_prefix = True
+            rest = rest[1:]
+        namespace = None
+        if (
+            len(rest) >= 3
+            and rest[0] == "namespaces"
+            and not (len(rest) == 3 and group == "" and rest[2] in ("status", "finalize"))
+        ):
+            namespace = rest[1]
+            rest = rest[2:]
+        if not rest or len(rest) > 3:
+            raise errors.not_found_plain("the server could not find the requested resource")
+        plural = rest[0]
+        rt = self.registry.lookup(group, version, plural)
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        if rt is not None:
+            if namespace is not None and not rt.namespaced:
+                raise errors.not_found_plain("the server could not find the requested resource")
+        return Target(group, version, rt, plural, namespace, name, sub, watch_prefix)
+
+    async def _resource(
+        self, request: web.Request, user: str, group: str, version: str, rest: list[str]
+    ) -> web.StreamResponse:
+        from kybern.plugins.apiserver import handlers_rest, handlers_sub, handlers_watch
+
+        target = self._parse_target(group, version, rest)
+        info = RequestInfo(request, user, target)
+        method = request.method
+        if target.rt is None:
+            if group == "" and target.plural == "bindings" and target.namespace and not target.name:
+                if method == "POST":
+                    return await handlers_sub.bind_collection(self, info)
+            raise errors.not_found_plain("the server could not find the requested resource")
+        rt = target.rt
+        if target.subresource:
+            return await handlers_sub.handle(self, info)
+        is_watch = target.watch_prefix or (
+            method == "GET" and (request.query.get("watch") or "").lower() in ("true", "1")
+        )
+        if rt.namespaced and target.namespace is None and (target.name is not None or method not in ("GET",)):
+            raise errors.not_found_plain("the server could not find the requested resource")
+        if is_watch:
+            if method != "GET":
+                raise errors.method_not_allowed()
+            self._check_verb(rt, "watch")
+            return await handlers_watch.watch(self, info)
+        if target.name is None:
+            if method == "GET":
+                self._check_verb(rt, "list")
+                return await handlers_rest.list_objects(self, info)
+            if method == "POST":
+                self._check_verb(rt, "create")
+                return await handlers_rest.create(self, info)
+            if method == "DELETE":
+                self._check_verb(rt, "deletecollection")
+                return await handlers_rest.delete_collection(self, info)
+            raise errors.method_not_allowed()
+        if method == "GET":
+            self._check_verb(rt, "get")
+            return await handlers_rest.get(self, info)
+        if method == "PUT":
+            self._check_verb(rt, "update")
+            return await handlers_rest.update(self, info)
+        if method == "PATCH":
+            self._check_verb(rt, "patch")
+            return await handlers_rest.patch(self, info)
+        if method == "DELETE":
+            self._check_verb(rt, "delete")
+            return await handlers_rest.delete(self, info)
+        raise errors.method_not_allowed()
+
+    def _check_verb(self, rt: ResourceType, verb: str) -> None:
+        if verb not in rt.verbs:
+            raise errors.method_not_allowed()

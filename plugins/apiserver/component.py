@@ -1,0 +1,142 @@
+"""The ``apiserver`` component: TLS listener, PKI, tokens, kubeconfig, built-in namespaces.
+
+Start order 10: it owns the store and must serve before any component that talks to the API.
+What others need from it is published in ``RunContext.shared``: ``api_url``, ``ca_file``,
+``admin_token`` (and ``apiserver.pod_connect_handlers``, see :mod:`handlers_sub`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from kybern.components import ConfigurationError, RunContext
+from kybern.plugins.apiserver import errors
+from kybern.plugins.apiserver.app import ApiServer
+from kybern.plugins.apiserver.registry import collect_resource_types
+from loguru import logger
+
+log = logger.bind(component="apiserver")
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _node_ips() -> list[str]:
+    ips: set[str] = set()
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            ips.add(str(info[4][0]))
+    except OSError:
+        pass
+    try:  # the address used for the default route, without sending anything
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))
+            ips.add(s.getsockname()[0])
+    except OSError:
+        pass
+    return sorted(ips)
+
+
+def _is_specific(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return not ip.is_unspecified
+
+
+class ApiServerComponent:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.server: ApiServer | None = None
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        from kybern.plugins.apiserver.auth import ensure_tokens, write_kubeconfig
+        from kybern.plugins.apiserver.pki import ensure_pki
+
+        config = self.ctx.config
+        if self.ctx.store is None:
+            raise ConfigurationError("the apiserver needs the store (it runs only in `kybern server`)")
+        data_dir = Path(config.data_dir)
+        hosts = [config.bind_address, socket.gethostname(), config.node_name, *_node_ips()]
+        hosts = [h for h in dict.fromkeys(hosts) if h and h not in ("0.0.0.0", "::")]
+        pki = await asyncio.to_thread(ensure_pki, data_dir, hosts)
+        tokens = await asyncio.to_thread(ensure_tokens, data_dir)
+        types = collect_resource_types(self.ctx.plugins)
+        host = config.bind_address if _is_specific(config.bind_address) else "127.0.0.1"
+        url_host = f"[{host}]" if ":" in host else host
+        api_url = f"https://{url_host}:{config.https_port}"
+        self.server = srv = ApiServer(
+            self.ctx.store,
+            types,
+            self.ctx.plugins,
+            tokens,
+            self.ctx.shared,
+            server_address=f"{url_host}:{config.https_port}",
+        )
+        await srv.cache.start()
+        await self._ensure_namespaces(srv)
+        app = srv.make_app()
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        await self.runner.setup()
+        site = web.TCPSite(
+            self.runner,
+            config.bind_address,
+            config.https_port,
+            ssl_context=pki.server_ssl_context(),
+            backlog=1024,
+        )
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.runner.cleanup()
+            self.runner = None
+            srv.cache.stop()
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"port {config.https_port} is in use: another program listens on "
+                    f"{config.bind_address}:{config.https_port} (choose another with --https-listen-port)"
+                ) from None
+            raise ConfigurationError(
+                f"cannot listen on {config.bind_address}:{config.https_port}: {exc.strerror or exc}"
+            ) from None
+        await asyncio.to_thread(write_kubeconfig, config.kubeconfig, api_url, pki.ca_pem(), tokens.admin)
+        self.ctx.shared["api_url"] = api_url
+        self.ctx.shared["ca_file"] = str(pki.ca_cert)
+        self.ctx.shared["admin_token"] = tokens.admin
+        srv.ready = True
+        log.info("serving the Kubernetes API on {} ({} kinds)", api_url, len(types))
+
+    async def _ensure_namespaces(self, srv: ApiServer) -> None:
+        rt = srv.registry.namespace_type()
+        if rt is None:
+            return
+        from kybern.plugins.apiserver.storage import WriteOptions
+
+        for name in SYSTEM_NAMESPACES:
+            if await srv.storage.get_or_none(rt, None, name) is not None:
+                continue
+            obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            try:
+                await srv.storage.create(rt, None, obj, WriteOptions(manager="kybern", user="system"))
+            except errors.ApiStatusError as exc:
+                if exc.code != 409:
+                    raise
+
+    async def stop(self) -> None:
+        srv = self.server
+        if srv is not None:
+            srv.ready = False
+            srv.stopping.set()
+            srv.cache.stop()
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if srv is not None:
+            srv.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,590 @@
+"""Object lifecycle over the store: what kube-apiserver's generic registry does per write.
+
+Create fills the system metadata (uid, creationTimestamp, generation, generateName), update
+carries it over and guards resourceVersion, delete follows finalizers, graceful pod deletion
+and propagation policies. Each write runs defaulting, admission hooks and validation in kube's
+order, records managedFields, and only then touches the store. Objects are plain dicts in the
+wire format; the kind's model is used for defaulting, validation and type checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kybern.hooktypes import AdmissionRequest
+from kybern.models import codec
+from kybern.plugins.apiserver import errors
+from kybern.plugins.apiserver.bodies import dumps, from_model, loads
+from kybern.plugins.apiserver.cache import WatchCache, decode_value
+from kybern.plugins.apiserver.registry import Registry
+from kybern.resources import FieldError, ResourceType
+from kybern.store import ConflictError, KeyExistsError, KeyNotFoundError, Store
+from kybern.validation import (
+    is_dns1035_label,
+    is_dns1123_label,
+    is_dns1123_subdomain,
+    validate_object_meta,
+    validate_object_meta_update,
+)
+from loguru import logger
+
+log = logger.bind(component="apiserver")
+
+GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+MAX_RETRIES = 8
+
+Transform = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+
+
+def now_rfc3339(offset_seconds: int = 0) -> str:
+    t = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=offset_seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate_name(base: str) -> str:
+    return base[:58] + "".join(secrets.choice(GENERATE_ALPHABET) for _ in range(5))
+
+
+def is_pod(rt: ResourceType) -> bool:
+    return rt.group == "" and rt.kind == "Pod"
+
+
+def is_namespace(rt: ResourceType) -> bool:
+    return rt.group == "" and rt.kind == "Namespace"
+
+
+def name_validator(rt: ResourceType) -> Callable[[str], list[str]]:
+    if rt.group == "" and rt.kind in ("Namespace",):
+        return is_dns1123_label
+    if rt.group == "" and rt.kind in ("Service",):
+        return is_dns1035_label
+    return is_dns1123_subdomain
+
+
+def definition_of(rt: ResourceType) -> str:
+    try:
+        from kybern.models import schema
+
+        return schema.definition_name(rt.group, rt.version, rt.kind)
+    except Exception:
+        return ""
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    manager: str = ""
+    user: str = ""
+    #: resourceVersion precondition (PUT bodies, DeleteOptions)
+    subresource: str = ""
+    operation: str = "Update"
+
+
+def _strip_rv(obj: dict[str, Any]) -> bytes:
+    meta = obj.get("metadata") or {}
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    out = dict(obj)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    return out
+
+
+class Storage:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        cache: WatchCache,
+        pm: Any,
+        run: Callable[..., Awaitable[Any]],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.cache = cache
+        self.pm = pm
+        self.run = run
+
+    # ----------------------------------------------------------------- reads
+
+    async def get(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = await self.get_or_none(rt, namespace, name)
+        if obj is None:
+            raise errors.not_found(rt, name)
+        return obj
+
+    async def get_or_none(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = self.registry.key(rt, namespace, name)
+        kv = await self.run(self.store.get, key)
+        if kv is None:
+            return None
+        return decode_value(key, kv.value, kv.mod_revision).obj
+
+    async def namespace_state(self, namespace: str) -> dict[str, Any] | None:
+        ns_rt = self.registry.namespace_type()
+        if ns_rt is None:
+            return {"metadata": {"name": namespace}}
+        cached = self.cache.cache_for(ns_rt).objects.get(self.registry.key(ns_rt, None, namespace))
+        if cached is not None and not (cached.obj.get("metadata") or {}).get("deletionTimestamp"):
+            return cached.obj
+        return await self.get_or_none(ns_rt, None, namespace)
+
+    # ----------------------------------------------------------------- hooks
+
+    def _default(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        if rt.default is None:
+            return obj
+        try:
+            model = codec.convert(obj, rt.model)
+        except (codec.DecodeError, ValueError) as exc:
+            raise errors.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {exc}'
+            ) from None
+        rt.default(model)
+        out = from_model(model)
+        # keep explicit fields the model drops when empty (e.g. data: {}) as decode would
+        return out
+
+    def _admit(self, req: AdmissionRequest) -> list[FieldError]:
+        self.pm.hook.kybern_admission_mutate(request=req)
+        errs: list[FieldError] = []
+        for batch in self.pm.hook.kybern_admission_validate(request=req):
+            errs.extend(batch or [])
+        return errs
+
+    def _validate(
+        self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> list[FieldError]:
+        errs = list(validate_object_meta(obj.get("metadata") or {}, rt.namespaced, name_validator(rt)))
+        if old is not None:
+            errs.extend(validate_object_meta_update(obj.get("metadata"), old.get("metadata")))
+        if rt.validate is not None:
+            try:
+                new_m = codec.convert(obj, rt.model)
+                old_m = codec.convert(old, rt.model) if old is not None else None
+            except (codec.DecodeError, ValueError) as exc:
+                raise errors.bad_request(str(exc)) from None
+            errs.extend(rt.validate(new_m, old_m) or [])
+        return errs
+
+    def _track(
+        self,
+        rt: ResourceType,
+        old: dict[str, Any] | None,
+        new: dict[str, Any],
+        opts: WriteOptions,
+    ) -> None:
+        if not opts.manager or opts.operation == "Apply":
+            return
+        try:
+            from kybern.plugins.apiserver import apply as ssa
+        except ImportError:
+            return
+        try:
+            ssa.track_update(
+                old, new, opts.manager, "Update", definition_of(rt), now_rfc3339(), opts.subresource
+            )
+        except Exception as exc:  # managedFields must never fail a write
+            log.warning("managedFields tracking failed for {}: {}", rt.kind, exc)
+
+    # ----------------------------------------------------------------- create
+
+    async def create(
+        self, rt: ResourceType, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
+    ) -> dict[str, Any]:
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        if rt.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and namespace and body_ns != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace or body_ns or ""
+            namespace = meta["namespace"]
+        else:
+            meta.pop("namespace", None)
+        obj["kind"] = rt.kind
+        obj["apiVersion"] = rt.api_version
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "uid"):
+            meta.pop(k, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        if rt.generation_fields:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if rt.status_subresource:
+            obj.pop("status", None)
+        if is_pod(rt):
+            obj.setdefault("status", {})["phase"] = "Pending"
+        if is_namespace(rt):
+            spec = obj.setdefault("spec", {})
+            if not spec.get("finalizers"):
+                spec["finalizers"] = ["kubernetes"]
+            obj["status"] = {"phase": "Active"}
+        if rt.namespaced and namespace:
+            ns_obj = await self.namespace_state(namespace)
+            if ns_obj is None:
+                raise errors.namespace_not_found(namespace)
+            if (ns_obj.get("metadata") or {}).get("deletionTimestamp"):
+                raise errors.ApiStatusError(
+                    403,
+                    "Forbidden",
+                    f'{errors.qualified(rt)} "{meta.get("name") or meta.get("generateName", "")}" '
+                    "is forbidden: "
+                    f"unable to create new content in namespace {namespace} because it is being terminated",
+                    {
+                        "name": meta.get("name") or "",
+                        **({"group": rt.group} if rt.group else {}),
+                        "kind": rt.plural,
+                        "causes": [
+                            {
+                                "reason": "NamespaceTerminating",
+                                "message": f"namespace {namespace} is being terminated",
+                                "field": "metadata.namespace",
+                            }
+                        ],
+                    },
+                )
+        generated = not meta.get("name") and bool(meta.get("generateName"))
+        if generated:
+            meta["name"] = generate_name(str(meta["generateName"]))
+        obj = self._default(rt, obj)
+        meta = obj["metadata"]
+        name = meta.get("name") or ""
+        req = AdmissionRequest("CREATE", rt, namespace, name, obj, None, "", opts.user, opts.dry_run)
+        errs = self._admit(req)
+        obj = req.object or obj
+        errs = self._validate(rt, obj, None) + errs
+        if errs:
+            raise errors.invalid(rt, name, errs)
+        self._track(rt, None, obj, opts)
+        if opts.dry_run:
+            return obj
+        key = self.registry.key(rt, namespace, name)
+        for _attempt in range(MAX_RETRIES):
+            try:
+                rev = await self.run(self.store.create, key, _strip_rv(obj))
+                break
+            except KeyExistsError:
+                if not generated:
+                    raise errors.already_exists(rt, name) from None
+                meta["name"] = name = generate_name(str(meta["generateName"]))
+                key = self.registry.key(rt, namespace, name)
+        else:
+            raise errors.ApiStatusError(
+                500, "AlreadyExists", f"could not generate a free name from {meta['generateName']!r}"
+            )
+        meta["resourceVersion"] = str(rev)
+        return obj
+
+    # ----------------------------------------------------------------- update
+
+    def _prepare_update(
+        self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any], subresource: str
+    ) -> dict[str, Any]:
+        new["kind"] = rt.kind
+        new["apiVersion"] = rt.api_version
+        old_meta = old.get("metadata") or {}
+        if subresource == "status" and rt.status_subresource:
+            result = copy.deepcopy(old)
+            if "status" in new:
+                result["status"] = new["status"]
+            else:
+                result.pop("status", None)
+            nm = new.get("metadata") or {}
+            rm = result["metadata"]
+            for k in ("labels", "annotations", "finalizers"):
+                if k in nm:
+                    rm[k] = nm[k]
+                else:
+                    rm.pop(k, None)
+            rm["resourceVersion"] = nm.get("resourceVersion", rm.get("resourceVersion"))
+            new = result
+        elif subresource == "finalize":
+            result = copy.deepcopy(old)
+            result.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
+            if not result["spec"]["finalizers"]:
+                result["spec"].pop("finalizers")
+            new = result
+        elif subresource in ("", "scale") and (rt.status_subresource or is_namespace(rt)):
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+        meta = new.get("metadata")
+        if not isinstance(meta, dict):
+            meta = new["metadata"] = {}
+        if rt.namespaced:
+            meta.setdefault("namespace", old_meta.get("namespace"))
+        else:
+            meta.pop("namespace", None)
+        for k in ("uid", "creationTimestamp"):
+            if not meta.get(k) and old_meta.get(k):
+                meta[k] = old_meta[k]
+        for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if k in old_meta:
+                meta[k] = old_meta[k]
+            else:
+                meta.pop(k, None)
+        meta.pop("selfLink", None)
+        if rt.generation_fields or "generation" in old_meta:
+            generation = old_meta.get("generation") or 1
+            if any(new.get(f) != old.get(f) for f in rt.generation_fields):
+                generation += 1
+            meta["generation"] = generation
+        else:
+            meta.pop("generation", None)
+        return new
+
+    async def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        transform: Transform,
+        opts: WriteOptions,
+        create: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Read-modify-write with retries on store conflicts (kube's GuaranteedUpdate).
+
+        ``transform`` gets a private copy of the current object and returns the desired one; a
+        resourceVersion it leaves in metadata must still be current (else 409 Conflict). When
+        the object is missing, ``create`` (if given) runs instead. Returns (object, created).
+        """
+        key = self.registry.key(rt, namespace, name)
+        for _attempt in range(MAX_RETRIES):
+            kv = await self.run(self.store.get, key)
+            if kv is None:
+                if create is not None:
+                    return await create(), True
+                raise errors.not_found(rt, name)
+            old = decode_value(key, kv.value, kv.mod_revision).obj
+            result = transform(loads(dumps(old)))
+            new = await result if isinstance(result, Awaitable) else result
+            if not isinstance(new, dict):
+                raise errors.bad_request("the request body must be an object")
+            meta = new.get("metadata")
+            rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            if rv not in (None, "") and str(rv) != str(kv.mod_revision):
+                raise errors.conflict(rt, name)
+            new = self._prepare_update(rt, old, new, opts.subresource)
+            if opts.subresource not in ("status", "finalize"):
+                new = self._default(rt, new)
+            req = AdmissionRequest(
+                "UPDATE", rt, namespace, name, new, old, opts.subresource, opts.user, opts.dry_run
+            )
+            errs = self._admit(req)
+            new = req.object or new
+            errs = self._validate(rt, new, old) + errs
+            if errs:
+                raise errors.invalid(rt, name, errs)
+            if _comparable(new) == _comparable(old):
+                return old, False
+            self._track(rt, old, new, opts)
+            new_meta = new["metadata"]
+            if opts.dry_run:
+                new_meta["resourceVersion"] = str(kv.mod_revision)
+                return new, False
+            try:
+                if self._should_delete_during_update(rt, old, new):
+                    last = await self.run(self.store.delete, key, kv.mod_revision)
+                    new_meta["resourceVersion"] = str(last.mod_revision)
+                    return new, False
+                rev = await self.run(self.store.update, key, _strip_rv(new), kv.mod_revision)
+            except ConflictError:
+                if rv not in (None, ""):
+                    raise errors.conflict(rt, name) from None
+                continue
+            except KeyNotFoundError:
+                continue
+            new_meta["resourceVersion"] = str(rev)
+            return new, False
+        raise errors.conflict(rt, name)
+
+    def _should_delete_during_update(
+        self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any]
+    ) -> bool:
+        nm, om = new.get("metadata") or {}, old.get("metadata") or {}
+        if nm.get("finalizers") or not om.get("deletionTimestamp"):
+            return False
+        if is_namespace(rt):
+            return not (new.get("spec") or {}).get("finalizers")
+        if not om.get("finalizers"):
+            return False
+        return om.get("deletionGracePeriodSeconds") in (0, None)
+
+    # ----------------------------------------------------------------- delete
+
+    async def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        options: dict[str, Any],
+        opts: WriteOptions,
+    ) -> tuple[int, dict[str, Any]]:
+        """Returns (HTTP code, body): the object while it waits for finalizers or grace, a Status
+        (or the last object, for pods) once it is gone."""
+        key = self.registry.key(rt, namespace, name)
+        for _attempt in range(MAX_RETRIES):
+            kv = await self.run(self.store.get, key)
+            if kv is None:
+                raise errors.not_found(rt, name)
+            obj = decode_value(key, kv.value, kv.mod_revision).obj
+            meta = obj["metadata"]
+            pre = options.get("preconditions") or {}
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.ApiStatusError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {errors.qualified(rt)} "{name}": Precondition failed: '
+                    f"UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid', '')}",
+                    {"name": name, **({"group": rt.group} if rt.group else {}), "kind": rt.plural},
+                )
+            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != str(kv.mod_revision):
+                raise errors.ApiStatusError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {errors.qualified(rt)} "{name}": Precondition failed: '
+                    f"ResourceVersion in precondition: {pre['resourceVersion']}, "
+                    f"ResourceVersion in object meta: {kv.mod_revision}",
+                    {"name": name, **({"group": rt.group} if rt.group else {}), "kind": rt.plural},
+                )
+            req = AdmissionRequest("DELETE", rt, namespace, name, None, obj, "", opts.user, opts.dry_run)
+            errs = self._admit(req)
+            if errs:
+                raise errors.invalid(rt, name, errs)
+            updated = self._deletion_update(rt, obj, options)
+            if updated is not None:
+                if updated is obj:  # already terminating, nothing new to record
+                    return 200, obj
+                if opts.dry_run:
+                    return 200, updated
+                try:
+                    rev = await self.run(self.store.update, key, _strip_rv(updated), kv.mod_revision)
+                except ConflictError:
+                    continue
+                except KeyNotFoundError:
+                    raise errors.not_found(rt, name) from None
+                updated["metadata"]["resourceVersion"] = str(rev)
+                return 200, updated
+            if opts.dry_run:
+                return 200, self._deleted_body(rt, obj)
+            try:
+                last = await self.run(self.store.delete, key, kv.mod_revision)
+            except ConflictError:
+                continue
+            except KeyNotFoundError:
+                raise errors.not_found(rt, name) from None
+            obj["metadata"]["resourceVersion"] = str(last.mod_revision)
+            return 200, self._deleted_body(rt, obj)
+        raise errors.conflict(rt, name)
+
+    def _deleted_body(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        if is_pod(rt) or is_namespace(rt):
+            return obj
+        meta = obj.get("metadata") or {}
+        details: dict[str, Any] = {"name": meta.get("name", "")}
+        if rt.group:
+            details["group"] = rt.group
+        details["kind"] = rt.plural
+        details["uid"] = meta.get("uid", "")
+        return errors.success_status(details)
+
+    def _deletion_update(
+        self, rt: ResourceType, obj: dict[str, Any], options: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The object to write instead of deleting it (graceful/finalizers), or None to delete now.
+
+        Returns ``obj`` itself when it is already terminating and this request changes nothing.
+        """
+        meta = obj["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        policy = options.get("propagationPolicy")
+        if options.get("orphanDependents") is True and not policy:
+            policy = "Orphan"
+        if policy not in (None, "", "Background", "Foreground", "Orphan"):
+            raise errors.bad_request(
+                f'propagationPolicy: Unsupported value: "{policy}": supported values: "Foreground", '
+                '"Background", "Orphan"'
+            )
+        added = False
+        if not meta.get("deletionTimestamp"):
+            if policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+                added = True
+            elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+                added = True
+        if is_namespace(rt):
+            if not finalizers and not (obj.get("spec") or {}).get("finalizers"):
+                return None
+            if meta.get("deletionTimestamp") and not added:
+                return obj
+            new = copy.deepcopy(obj)
+            nm = new["metadata"]
+            nm.setdefault("deletionTimestamp", now_rfc3339())
+            nm.setdefault("deletionGracePeriodSeconds", 0)
+            if finalizers:
+                nm["finalizers"] = finalizers
+            new.setdefault("status", {})["phase"] = "Terminating"
+            return new
+        grace = 0
+        if is_pod(rt):
+            spec = obj.get("spec") or {}
+            phase = (obj.get("status") or {}).get("phase")
+            requested = options.get("gracePeriodSeconds")
+            if requested is None:
+                requested = spec.get("terminationGracePeriodSeconds")
+                if requested is None:
+                    requested = 30
+            if not isinstance(requested, int) or isinstance(requested, bool):
+                raise errors.bad_request("gracePeriodSeconds must be an integer")
+            grace = max(int(requested), 0)
+            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+                grace = 0
+            if meta.get("deletionTimestamp"):
+                current = meta.get("deletionGracePeriodSeconds") or 0
+                if grace == 0 and not finalizers:
+                    return None
+                if grace < current:
+                    new = copy.deepcopy(obj)
+                    new["metadata"]["deletionGracePeriodSeconds"] = grace
+                    new["metadata"]["deletionTimestamp"] = now_rfc3339(grace)
+                    return new
+                return obj
+        elif meta.get("deletionTimestamp"):
+            if added:
+                new = copy.deepcopy(obj)
+                new["metadata"]["finalizers"] = finalizers
+                return new
+            return obj
+        if not finalizers and grace == 0:
+            return None
+        new = copy.deepcopy(obj)
+        nm = new["metadata"]
+        nm["deletionTimestamp"] = now_rfc3339(grace)
+        nm["deletionGracePeriodSeconds"] = grace
+        if "generation" in nm:
+            nm["generation"] = nm["generation"] + 1
+        if finalizers:
+            nm["finalizers"] = finalizers
+        return new
