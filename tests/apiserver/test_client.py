@@ -350,3 +350,134 @@ def test_from_kubeconfig(tmp_path: Path) -> None:
             await runner.cleanup()
 
     run(scenario())
+
+
+# --- against the real API server -------------------------------------------------------------
+
+
+def _plugins_importable() -> bool:
+    """False while core/plugins.py shadows the kybern.plugins package (no server can start)."""
+    import importlib
+
+    try:
+        importlib.import_module("kybern.plugins.apiserver.app")
+    except ModuleNotFoundError as exc:
+        return "'kybern.plugins' is not a package" not in str(exc)
+    return True
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not _plugins_importable(), reason="kybern.plugins is shadowed by core/plugins.py")
+def test_against_kybern_server(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    port = _free_port()
+    data = tmp_path / "data"
+    log_path = tmp_path / "server.log"
+    kybern = Path(sys.executable).with_name("kybern")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                str(kybern),
+                "server",
+                "--disable-agent",
+                "--data-dir",
+                str(data),
+                "--bind-address",
+                "127.0.0.1",
+                "--https-listen-port",
+                str(port),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        kubeconfig = data / "kubeconfig.yaml"
+        deadline = time.monotonic() + 90
+        while not kubeconfig.exists():
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "server wrote no kubeconfig:\n" + log_path.read_text()[-3000:]
+            time.sleep(0.2)
+
+        async def scenario() -> None:
+            client = HttpApiClient.from_kubeconfig(kubeconfig)
+            try:
+                for _ in range(100):
+                    try:
+                        await client.get("namespaces", "default")
+                        break
+                    except (ApiError, OSError):
+                        await asyncio.sleep(0.3)
+                base = await client.list("configmaps", "default")
+                rv = base["metadata"]["resourceVersion"]
+                events: list[Any] = []
+
+                async def collect() -> None:
+                    async for event in client.watch(
+                        "configmaps", "default", resource_version=rv, timeout_seconds=20
+                    ):
+                        events.append(event)
+                        if event.type == "DELETED":
+                            return
+
+                watcher = asyncio.create_task(collect())
+                await asyncio.sleep(0.3)
+                for i in range(5):
+                    await client.create(
+                        "configmaps",
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ConfigMap",
+                            "metadata": {"name": f"c{i}", "labels": {"n": str(i % 2)}},
+                            "data": {"i": str(i)},
+                        },
+                        namespace="default",
+                    )
+                with pytest.raises(ApiError) as exc:
+                    await client.create(
+                        "configmaps",
+                        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c0"}},
+                        namespace="default",
+                    )
+                assert exc.value.already_exists
+                paged = await client.list("configmaps", "default", limit=2)
+                assert {o["metadata"]["name"] for o in paged["items"]} >= {f"c{i}" for i in range(5)}
+                odd = await client.list("configmaps", "default", label_selector="n=1")
+                assert sorted(o["metadata"]["name"] for o in odd["items"]) == ["c1", "c3"]
+                got = await client.get("configmaps", "c0", "default")
+                got["data"]["extra"] = "yes"
+                updated = await client.update("configmaps", got)
+                assert updated["data"]["extra"] == "yes"
+                with pytest.raises(ApiError) as exc:
+                    await client.update("configmaps", got)  # stale resourceVersion
+                assert exc.value.conflict
+                patched = await client.patch("configmaps", "c1", {"data": {"p": "1"}}, namespace="default")
+                assert patched["data"] == {"i": "1", "p": "1"}
+                await client.delete("configmaps", "c0", "default")
+                with pytest.raises(ApiError) as exc:
+                    await client.get("configmaps", "c0", "default")
+                assert exc.value.not_found
+                await asyncio.wait_for(watcher, 20)
+                types = [(e.type, e.object["metadata"]["name"]) for e in events if e.type != "BOOKMARK"]
+                assert types[:5] == [("ADDED", f"c{i}") for i in range(5)]
+                assert ("MODIFIED", "c0") in types and types[-1] == ("DELETED", "c0")
+            finally:
+                await client.close()
+
+        run(scenario())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
