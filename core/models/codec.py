@@ -73,11 +73,16 @@ def decode(data: bytes | str, model: type[T], *, yaml: bool = False) -> T:
     try:
         return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        if "got `null`" in str(exc):
-            return convert(msgspec.json.decode(data), model)
-        raise _type_error(str(exc), model, lambda: msgspec.json.decode(data)) from None
+        if "got `null`" not in str(exc):
+            raise _type_error(str(exc), model, lambda: msgspec.json.decode(data)) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"json: {_syntax_message(str(exc))}") from None
+    # a null where Go would store a zero value: the slow path through builtins
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"json: {_syntax_message(str(exc))}") from None
+    return convert(raw, model)
 
 
 def convert(d: Any, model: type[T]) -> T:
@@ -181,8 +186,8 @@ def _unwrap(tp: Any) -> Any:
 
 
 def _struct_fields(cls: type) -> dict[str, Any]:
-    """encode name -> (unwrapped) type of a Struct's fields."""
-    return {f.encode_name: _unwrap(f.type) for f in msgspec.structs.fields(cls)}
+    """encode name -> annotated type of a Struct's fields."""
+    return {f.encode_name: f.type for f in msgspec.structs.fields(cls)}
 
 
 def _go_type(tp: Any, prop: dict[str, Any] | None) -> str:
@@ -239,17 +244,20 @@ def _type_error(text: str, model: type, raw: typing.Callable[[], Any]) -> Decode
     for match in _SEGMENT.finditer(msgspec_path):
         field, index = match.groups()
         if field is not None:
+            if not (isinstance(tp, type) and issubclass(tp, msgspec.Struct)):
+                break  # inside free-form JSON: msgspec does not look there, so never reached
             struct = tp
             prop = _properties(tp).get(field)
-            tp = _struct_fields(tp).get(field, Any)
+            tp = _unwrap(_struct_fields(tp).get(field, Any))
             go_fields.append(field)
             kube_path = f"{kube_path}.{field}" if kube_path else field
             value = value.get(field, _Missing) if isinstance(value, dict) else _Missing
         elif index == "...":
             prop = prop.get("additionalProperties") if prop else None
             args = typing.get_args(tp)
-            tp = _unwrap(args[1]) if len(args) == 2 else Any
-            key, value = _failing_item(value, tp)
+            item_tp = args[1] if len(args) == 2 else Any
+            key, value = _failing_item(value, item_tp)
+            tp = _unwrap(item_tp)
             kube_path = f"{kube_path}.{key}"
         else:
             prop = prop.get("items") if prop else None
