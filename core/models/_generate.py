@@ -238,9 +238,6 @@ def reachable(defs: dict[str, dict[str, Any]], start: Iterable[str]) -> list[str
             raise SystemExit(f"definition {name} is not in the schema")
         seen.add(name)
         todo.extend(refs_of(defs[name]))
-    for name in HAND_WRITTEN:
-        seen.add(name)
-        seen.update(refs_of(HAND_WRITTEN[name]))
     return sorted(seen)
 
 
@@ -398,7 +395,7 @@ MicroTime = str
 
 def generate(out_dir: Path = HERE) -> list[Path]:
     defs = load_source()
-    names = reachable(defs, roots())
+    names = reachable(defs, [*roots(), *HAND_WRITTEN])
     by_module: dict[str, list[tuple[str, dict[str, Any]]]] = {module: [] for module in MODULES.values()}
     for name in names:
         if name in SPECIAL:
