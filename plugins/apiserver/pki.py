@@ -209,8 +209,8 @@ def wanted_hosts(hosts: Sequence[str]) -> list[str]:
     hostname = socket.gethostname()
     if hostname:
         names.append(hostname)
-    names.extend(h for h in hosts if h)
-    return names
+    names.extend(h.strip().strip("[]") for h in hosts if h and h.strip())
+    return list(dict.fromkeys(names))
 
 
 def _serving_is_current(cert_path: Path, key_path: Path, ca: x509.Certificate, hosts: Sequence[str]) -> bool:
