@@ -86,7 +86,8 @@ class _Manager:
 class ApplyConflictError(Exception):
     """Server-side apply changed fields other managers own (kube answers 409 Conflict).
 
-    ``conflicts`` holds ``(manager, field path)`` pairs; ``causes`` the Status causes kube sends.
+    ``conflicts`` holds ``(manager, field path)`` pairs; ``causes`` the Status causes kube sends
+    (``reason``/``message``/``field``, e.g. ``conflict with "x" using apps/v1`` / ``.spec.replicas``).
     """
 
     def __init__(self, conflicts: list[tuple[_Manager, Path]]) -> None:
