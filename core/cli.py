@@ -18,7 +18,7 @@ import click
 from kybern import KUBERNETES_VERSION, __version__, logs
 from kybern.components import KNOWN_COMPONENTS, ConfigurationError
 from kybern.config import Config, default_data_dir, default_node_name
-from kybern.plugins import LoadedPlugins, PluginLoadError, load_plugins
+from kybern.pluginmanager import LoadedPlugins, PluginLoadError, load_plugins
 from kybern.store import StoreUnavailableError
 from loguru import logger
 
