@@ -94,7 +94,7 @@ class ApplyConflictError(Exception):
         self.conflicts: list[tuple[str, str]] = [(m.manager, path_string(p)) for m, p in conflicts]
         self.causes: list[dict[str, str]] = [
             {
-                "type": "FieldManagerConflict",
+                "reason": "FieldManagerConflict",
                 "message": f"conflict with {m.describe()}",
                 "field": path_string(p),
             }
