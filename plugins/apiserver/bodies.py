@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import yaml
 from kybern.models import codec
-from kybern.plugins.apiserver import errors
+from kybern.plugins.apiserver import errors, protobuf
 from kybern.resources import ResourceType
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -82,7 +82,7 @@ def parse_document(body: bytes, content_type: str | None) -> Any:
     mt = media_type(content_type)
     if len(body) > MAX_BODY_BYTES:
         raise errors.too_large(MAX_BODY_BYTES)
-    if mt in ("application/vnd.kubernetes.protobuf", "application/cbor"):
+    if mt in (protobuf.CONTENT_TYPE, "application/cbor"):
         raise errors.unsupported_media_type(mt)
     if not body.strip():
         raise errors.bad_request("the body of the request is empty; expected a JSON or YAML object")
@@ -179,6 +179,14 @@ def field_validation_mode(value: str | None) -> str:
 
 def decode_object(rt: ResourceType, body: bytes, content_type: str | None, field_validation: str) -> Decoded:
     """A create/update body for ``rt``: checked kind, types and fields."""
+    if media_type(content_type) == protobuf.CONTENT_TYPE:
+        if len(body) > MAX_BODY_BYTES:
+            raise errors.too_large(MAX_BODY_BYTES)
+        from kybern.plugins.apiserver.storage import definition_of
+
+        data = protobuf.decode(body, definition_of(rt))
+        check_kind(rt, data)
+        return Decoded(typed_roundtrip(rt, data), [])
     data = parse_document(body, content_type)
     if not isinstance(data, dict):
         raise errors.bad_request(
