@@ -13,6 +13,9 @@ another manager owns them; a changed field owned by another manager is a conflic
 (forcing moves ownership). Non-apply writes (:func:`track_update`) give the writer every field it
 added or changed and take those fields away from everybody else.
 
+Like kube-apiserver, the ``kubectl`` field manager may take over fields recorded in the client-side
+apply annotation without a conflict, and its server-side applies rewrite that annotation.
+
 Simplifications: one API version per kind (no conversion of field sets), no cap on the number of
 update managers, and on creation struct-typed fields are treated as already present (the way
 Go's zero-valued structs are), so they are owned through their children only.
@@ -49,6 +52,12 @@ IGNORED_METADATA = frozenset(
 )
 #: server-owned metadata an applied configuration cannot set
 _CONFIG_DROPPED_METADATA = IGNORED_METADATA - {"name", "namespace"}
+#: the field manager kubectl uses for server-side apply, which kube lets take over its own
+#: client-side apply fields
+KUBECTL_MANAGER = "kubectl"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+#: kube drops the annotation rather than store one larger than this (256 KiB)
+LAST_APPLIED_LIMIT = 256 * 1024
 #: defaults of list-map key fields that clients may omit (kube's OpenAPI declares them)
 _KEY_DEFAULTS = {"protocol": "TCP"}
 
@@ -689,7 +698,12 @@ def server_side_apply(
                 (other, p) for p in sorted(clashing, key=lambda p: tuple(map(_element_order, p)))
             )
         if conflicts and not force:
-            raise ApplyConflictError(conflicts)
+            if manager == KUBECTL_MANAGER:
+                # kube's lastAppliedManager: kubectl may take over what it applied client-side
+                allowed = _last_applied_fields(base, meta_root)
+                conflicts = [(m, p) for m, p in conflicts if p not in allowed]
+            if conflicts:
+                raise ApplyConflictError(conflicts)
         for other, entry in managers.items():
             if other != key:
                 entry.fields -= changed
@@ -700,5 +714,36 @@ def server_side_apply(
 
     if changed_object or previous is None or not managers[key].time:
         managers[key].time = now
+    if manager == KUBECTL_MANAGER:
+        _sync_last_applied(merged, applied)
     _store_managed(merged, managers)
     return merged
+
+
+def _last_applied_fields(live: dict, meta_root: FieldMeta | None) -> set[Path]:
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    try:
+        last = json.loads(annotations.get(LAST_APPLIED_ANNOTATION) or "")
+    except ValueError:
+        return set()
+    out: set[Path] = set()
+    if isinstance(last, dict):
+        _to_set(last, meta_root, (), out)
+    return out
+
+
+def _sync_last_applied(merged: dict, applied: dict) -> None:
+    """kube's lastAppliedUpdater: after a kubectl server-side apply, an existing client-side
+    apply annotation is rewritten to the applied configuration, so both kinds of apply agree."""
+    annotations = (merged.get("metadata") or {}).get("annotations")
+    if not isinstance(annotations, dict) or LAST_APPLIED_ANNOTATION not in annotations:
+        return
+    snapshot = copy.deepcopy(applied)
+    snapshot_annotations = (snapshot.get("metadata") or {}).get("annotations")
+    if isinstance(snapshot_annotations, dict):
+        snapshot_annotations.pop(LAST_APPLIED_ANNOTATION, None)
+    text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if len(text) > LAST_APPLIED_LIMIT:
+        del annotations[LAST_APPLIED_ANNOTATION]
+    else:
+        annotations[LAST_APPLIED_ANNOTATION] = text

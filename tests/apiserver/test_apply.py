@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from kybern.plugins.apiserver.apply import (
 
 DEPLOYMENT = "io.k8s.api.apps.v1.Deployment"
 CONFIGMAP = "io.k8s.api.core.v1.ConfigMap"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 T0, T1, T2, T3 = (f"2026-01-01T00:0{i}:00Z" for i in range(4))
 
 
@@ -260,6 +262,40 @@ def test_conflict_with_client_side_apply_manager() -> None:
             "field": ".spec.replicas",
         }
     ]
+
+
+def with_last_applied(config: dict) -> dict:
+    """An object `kubectl apply` (client side) created from ``config``, annotation included."""
+    obj = copy.deepcopy(config)
+    obj["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(config)}
+    new = stored(obj)
+    track_update(None, new, "kubectl-client-side-apply", "Update", DEPLOYMENT, T0)
+    return new
+
+
+def test_kubectl_takes_over_its_client_side_applied_fields() -> None:
+    live = with_last_applied(manifest())
+    obj = server_side_apply(live, manifest(replicas=5), "kubectl", False, DEPLOYMENT, T1)
+    assert obj["spec"]["replicas"] == 5
+    csa = fields_to_set(entry(obj, "kubectl-client-side-apply", "Update")["fieldsV1"])
+    assert ("f:spec", "f:replicas") not in csa
+    # the client-side apply annotation now records the server-side applied configuration
+    assert json.loads(obj["metadata"]["annotations"][LAST_APPLIED]) == manifest(replicas=5)
+    # another field manager gets no such allowance
+    with pytest.raises(ApplyConflictError):
+        server_side_apply(live, manifest(replicas=5), "other", False, DEPLOYMENT, T1)
+
+
+def test_kubectl_still_conflicts_on_fields_it_never_applied() -> None:
+    live = with_last_applied(manifest())
+    scaled = copy.deepcopy(live)
+    scaled["spec"]["paused"] = True
+    track_update(live, scaled, "kubectl-patch", "Update", DEPLOYMENT, T1)
+    applied = manifest(replicas=5)
+    applied["spec"]["paused"] = False
+    with pytest.raises(ApplyConflictError) as err:
+        server_side_apply(scaled, applied, "kubectl", False, DEPLOYMENT, T2)
+    assert err.value.conflicts == [("kubectl-patch", ".spec.paused")]
 
 
 def test_same_values_do_not_conflict_and_become_shared() -> None:
