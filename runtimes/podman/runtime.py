@@ -1,0 +1,647 @@
+"""The Podman runtime: a Kubernetes pod is a Podman pod.
+
+The pod's infra container owns the network namespace (hostname, DNS, published hostPorts,
+the pod IP on the node's bridge network); app containers are created with ``pod=`` and join
+it. Everything carries the ``io.kybern.*`` labels plus ``io.kybern.node``, so the state of a
+node is rebuilt from Podman alone when the agent restarts.
+
+Requests go through podman-py, which is synchronous: each call runs in a thread pool.
+Streams (logs, exec) use asyncio connections to the same socket (see ``streams``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kybern.runtime import (
+    LABEL_CONTAINER_ATTEMPT,
+    LABEL_CONTAINER_NAME,
+    LABEL_POD_NAME,
+    LABEL_POD_NAMESPACE,
+    LABEL_POD_UID,
+    ContainerNotFoundError,
+    ContainerRuntimeError,
+    ContainerSpec,
+    ContainerStartError,
+    ContainerState,
+    ContainerStats,
+    ContainerStatus,
+    ImagePullError,
+    ImageRef,
+    PullPolicy,
+    RuntimeStatus,
+    RuntimeUnavailableError,
+    RuntimeVersion,
+    SandboxSpec,
+    SandboxStatus,
+)
+from kybern.runtimes.podman import diagnose, streams
+from kybern.runtimes.podman.config import PodmanConfig
+from kybern.runtimes.podman.oom import KernelOomLog
+from kybern.runtimes.podman.service import PodmanService
+from loguru import logger
+from podman import PodmanClient, api
+from podman.errors import APIError, NotFound
+
+log = logger.bind(component="podman")
+T = TypeVar("T")
+
+LABEL_NODE = "io.kybern.node"
+LABEL_SANDBOX_ATTEMPT = "io.kybern.sandbox.attempt"
+LABEL_PROBE = "io.kybern.probe"
+CPU_PERIOD_US = 100_000
+_ZERO_TIME = "0001-01-01"
+
+_STATES: dict[str, ContainerState] = {
+    "running": "running",
+    "paused": "running",
+    "stopping": "running",
+    "created": "created",
+    "configured": "created",
+    "initialized": "created",
+    "exited": "exited",
+    "stopped": "exited",
+}
+
+
+def _time(value: Any) -> datetime | None:
+    """Podman mixes RFC3339 strings (with nanoseconds) and unix seconds; zero means unset."""
+    if value in (None, "", 0) or (isinstance(value, int) and value < 0):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    text = str(value)
+    if text.startswith(_ZERO_TIME):
+        return None
+    head, _, frac = text.partition(".")
+    if frac:  # trim nanoseconds to microseconds, keep the zone
+        digits = "".join(c for c in frac if c.isdigit())
+        text = f"{head}.{digits[:6]}{frac[len(digits) :]}"
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _error_text(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return diagnose.first_line(str(explanation or exc) or type(exc).__name__)
+
+
+def _registry_host(image: str) -> str:
+    first, sep, _ = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return ""
+
+
+class PodmanRuntime:
+    """:class:`kybern.runtime.ContainerRuntime` on Podman's REST API."""
+
+    def __init__(self, config: PodmanConfig) -> None:
+        self.config = config
+        self.service = PodmanService(config)
+        self._client: PodmanClient | None = None
+        self._connect_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="podman")
+        #: exited containers never change: their inspect details are kept
+        self._exited: dict[str, dict[str, Any]] = {}
+        self._probe_error: str | None = None
+        self._kernel_oom = KernelOomLog()
+        self._probed = False
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connect(self) -> PodmanClient:
+        with self._connect_lock:
+            sock = self.service.ensure()
+            if self._client is None:
+                self._client = PodmanClient(base_url=f"unix://{sock}", timeout=None)
+            return self._client
+
+    @property
+    def socket(self) -> Path:
+        if self.service.socket is None:
+            raise RuntimeUnavailableError("not connected to Podman yet")
+        return self.service.socket
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, fn, *args)
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        ok_missing: bool = False,
+    ) -> Any:
+        """One REST call; JSON answer (None when empty, or when missing and ``ok_missing``)."""
+
+        def call() -> Any:
+            client = self._connect()
+            data = json.dumps(body) if body is not None else None
+            response = getattr(client.api, method)(path, params=params, **({"data": data} if data else {}))
+            if response.status_code == 404 and ok_missing:
+                return None
+            try:
+                response.raise_for_status()
+            except NotFound as exc:
+                raise ContainerNotFoundError(f"{path}: {_error_text(exc)}") from None
+            except APIError as exc:
+                raise ContainerRuntimeError(f"{method.upper()} {path}: {_error_text(exc)}") from None
+            return response.json() if response.content.strip() else None
+
+        return await self._call(call)
+
+    def _filters(self, *labels: str) -> dict[str, str]:
+        return {"filters": json.dumps({"label": [f"{LABEL_NODE}={self.config.node_name}", *labels]})}
+
+    async def connect(self) -> None:
+        """Reach (or start) the Podman service now rather than on first use."""
+        await self._call(self._connect)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
+        self._pool.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ runtime identity
+
+    async def version(self) -> RuntimeVersion:
+        data = await self._api("get", "/version")
+        return RuntimeVersion("podman", data.get("Version", "unknown"), data.get("ApiVersion", ""))
+
+    async def status(self) -> RuntimeStatus:
+        """Ready only once a probe pod actually started here (that is when crun on hybrid
+        cgroups or ulimits over the hard limit show up); the probe is redone until it passes."""
+        try:
+            await self.connect()
+            info = await self._api("get", "/info")
+        except RuntimeUnavailableError as exc:
+            return RuntimeStatus(False, str(exc))
+        except (ContainerRuntimeError, OSError) as exc:
+            sock = self.service.socket or self.config.socket or "podman socket"
+            return RuntimeStatus(False, diagnose.not_answering(str(sock), str(exc)))
+        oci = ((info.get("host") or {}).get("ociRuntime") or {}).get("name", "")
+        cgroups = (info.get("host") or {}).get("cgroupVersion", "")
+        if oci == "crun" and cgroups == "v1" and Path("/sys/fs/cgroup/unified").is_dir():
+            return RuntimeStatus(False, diagnose.explain("crun: cgroups in hybrid mode not supported") or "")
+        if not self._probed or self._probe_error:
+            self._probe_error = await self._probe()
+            self._probed = True
+        if self._probe_error:
+            return RuntimeStatus(False, self._probe_error)
+        return RuntimeStatus(True)
+
+    async def _probe(self) -> str | None:
+        name = f"kybern-probe-{self.config.node_name}"
+        await self._api("delete", f"/pods/{name}", {"force": True}, ok_missing=True)
+        try:
+            await self._api(
+                "post", "/pods/create",
+                body={"name": name, "labels": {LABEL_PROBE: "1", LABEL_NODE: self.config.node_name},
+                      "netns": {"nsmode": "none"}},
+            )  # fmt: skip
+            await self._api("post", f"/pods/{name}/start")
+            return None
+        except ContainerRuntimeError as exc:
+            text = str(exc)
+            return diagnose.explain(text) or f"Podman cannot start containers: {text}"
+        finally:
+            await self._api("delete", f"/pods/{name}", {"force": True}, ok_missing=True)
+
+    # ------------------------------------------------------------------ images
+
+    async def image_present(self, image: str) -> ImageRef | None:
+        data = await self._api("get", f"/images/{image}/json", ok_missing=True)
+        if not data:
+            return None
+        digest = data.get("Digest") or ""
+        return ImageRef(image=image, id=data.get("Id", ""), digest=digest, size=int(data.get("Size") or 0))
+
+    async def pull_image(
+        self, image: str, auth: dict[str, str] | None = None, policy: PullPolicy = "IfNotPresent"
+    ) -> ImageRef:
+        repo = image.split("/")[-1].split(":")[0]
+        if not image or image != image.strip() or any(c.isupper() for c in repo):
+            raise ImagePullError("InvalidImageName", f"invalid image name {image!r}")
+        if policy != "Always":
+            present = await self.image_present(image)
+            if present:
+                return present
+            if policy == "Never":
+                raise ImagePullError(
+                    "ErrImageNeverPull", f'image "{image}" is not present with pull policy of Never'
+                )
+        host = _registry_host(image)
+        params = {
+            "reference": image,
+            "policy": "always",
+            "compatMode": False,
+            "tlsVerify": not (host and host.split(":")[0] in self.config.insecure_registries),
+        }
+
+        def pull() -> str:
+            client = self._connect()
+            headers = {"X-Registry-Auth": api.encode_auth_header(auth)} if auth else {}
+            response = client.api.post("/images/pull", params=params, headers=headers, stream=True)
+            if not response.ok:
+                try:
+                    message = response.json().get("message", response.text)
+                except ValueError:
+                    message = response.text
+                raise ImagePullError("ErrImagePull", diagnose.first_line(message))
+            image_id = ""
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                item = json.loads(line)
+                if item.get("error"):
+                    raise ImagePullError("ErrImagePull", diagnose.first_line(item["error"]))
+                image_id = item.get("id") or image_id
+            if not image_id:
+                raise ImagePullError("ErrImagePull", f"pulling {image} reported no image")
+            return image_id
+
+        log.info("pulling image {}", image)
+        await self._call(pull)
+        present = await self.image_present(image)
+        if present is None:
+            raise ImagePullError("ErrImagePull", f"{image} pulled but not found afterwards")
+        return present
+
+    # ------------------------------------------------------------------ networks
+
+    def _interface_name(self, name: str) -> str:
+        """Bridge names are host-wide (15 chars max), network names only per agent."""
+        key = f"{self.config.podman_dir}/{self.config.node_name}/{name}"
+        return "kyb" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    async def ensure_network(self, name: str, subnet: str, gateway: str | None = None) -> None:
+        net = ipaddress.ip_network(subnet)
+        gateway = gateway or str(next(net.hosts()))
+        existing = await self._api("get", f"/networks/{name}/json", ok_missing=True)
+        if existing:
+            subnets = [s.get("subnet") for s in existing.get("subnets") or []]
+            if str(net) not in subnets:
+                raise ContainerRuntimeError(
+                    f"network {name} exists with subnets {subnets}, not {net}: remove it "
+                    f"(podman network rm {name}) or choose another name"
+                )
+            return
+        await self._api(
+            "post", "/networks/create",
+            body={
+                "name": name, "driver": "bridge", "network_interface": self._interface_name(name),
+                "subnets": [{"subnet": str(net), "gateway": gateway}],
+                "labels": {LABEL_NODE: self.config.node_name},
+            },
+        )  # fmt: skip
+        log.info("created network {} ({}, gateway {})", name, net, gateway)
+
+    async def remove_network(self, name: str) -> None:
+        """Remove a pod network (pods using it must be gone); no error if missing."""
+        await self._api("delete", f"/networks/{name}", {"force": True}, ok_missing=True)
+
+    # ------------------------------------------------------------------ sandboxes
+
+    async def _find_pod(self, uid: str) -> dict[str, Any] | None:
+        pods = await self._api("get", "/pods/json", self._filters(f"{LABEL_POD_UID}={uid}"))
+        return (pods or [None])[0]
+
+    async def _sandbox_status(self, pod: dict[str, Any]) -> SandboxStatus:
+        labels: dict[str, str] = pod.get("Labels") or {}
+        infra_id = pod.get("InfraId") or ""
+        infra_state = ""
+        for ctr in pod.get("Containers") or []:
+            if ctr.get("Id") == infra_id:
+                infra_state = (ctr.get("Status") or "").lower()
+        ip: str | None = None
+        network: str | None = None
+        if infra_state == "running":
+            inspect = await self._api("get", f"/containers/{infra_id}/json", ok_missing=True) or {}
+            for net_name, net in ((inspect.get("NetworkSettings") or {}).get("Networks") or {}).items():
+                network = net_name
+                ip = net.get("IPAddress") or ip
+                if ip:
+                    break
+        return SandboxStatus(
+            id=pod["Id"],
+            uid=labels.get(LABEL_POD_UID, ""),
+            namespace=labels.get(LABEL_POD_NAMESPACE, ""),
+            name=labels.get(LABEL_POD_NAME, ""),
+            state="ready" if infra_state == "running" else "notready",
+            ip=ip,
+            network=network,
+            created_at=_time(pod.get("Created")),
+            labels=labels,
+            attempt=int(labels.get(LABEL_SANDBOX_ATTEMPT, "0") or 0),
+        )
+
+    async def run_pod_sandbox(self, spec: SandboxSpec) -> SandboxStatus:
+        existing = await self._find_pod(spec.uid)
+        if existing is not None:
+            status = await self._sandbox_status(existing)
+            if status.state == "ready":
+                return status
+            # a dead sandbox lost its network namespace: its containers cannot be revived
+            await self._api("delete", f"/pods/{existing['Id']}", {"force": True}, ok_missing=True)
+        labels = {
+            **spec.labels,
+            LABEL_NODE: self.config.node_name,
+            LABEL_POD_UID: spec.uid,
+            LABEL_POD_NAMESPACE: spec.namespace,
+            LABEL_POD_NAME: spec.name,
+            LABEL_SANDBOX_ATTEMPT: str(spec.attempt),
+        }
+        body: dict[str, Any] = {
+            "name": f"k8s_{spec.namespace}_{spec.name}_{spec.uid[:8]}_{spec.attempt}",
+            "labels": labels,
+            "hostname": (spec.hostname or spec.name)[:63],
+            "netns": {"nsmode": "bridge"},
+            "portmappings": [
+                {
+                    "container_port": p.container_port,
+                    "host_port": p.host_port,
+                    "protocol": p.protocol.lower(),
+                    "host_ip": p.host_ip,
+                }
+                for p in spec.port_mappings
+                if p.host_port
+            ],
+        }
+        network = spec.network or self.config.network
+        if network:
+            body["Networks"] = {network: {}}
+        if spec.dns:
+            body.update(
+                dns_server=spec.dns.nameservers or None,
+                dns_search=spec.dns.searches or None,
+                dns_option=spec.dns.options or None,
+            )
+        if spec.cgroup_parent:
+            body["cgroup_parent"] = spec.cgroup_parent
+        body = {k: v for k, v in body.items() if v is not None}
+        created = await self._api("post", "/pods/create", body=body)
+        pod_id = created["Id"]
+        try:
+            await self._api("post", f"/pods/{pod_id}/start")
+        except ContainerRuntimeError as exc:
+            await self._api("delete", f"/pods/{pod_id}", {"force": True}, ok_missing=True)
+            raise ContainerStartError(diagnose.explain(str(exc)) or str(exc)) from None
+        pod = await self._find_pod(spec.uid)
+        if pod is None:
+            raise ContainerNotFoundError(f"sandbox of pod {spec.namespace}/{spec.name} vanished")
+        return await self._sandbox_status(pod)
+
+    async def stop_pod_sandbox(self, uid: str, timeout_s: int = 10) -> None:
+        pod = await self._find_pod(uid)
+        if pod is not None:
+            if timeout_s <= 0:  # Podman reads a zero timeout as "use the default" (10 s)
+                await self._kill(f"/pods/{pod['Id']}/kill")
+            await self._api(
+                "post", f"/pods/{pod['Id']}/stop", {"timeout": max(timeout_s, 1)}, ok_missing=True
+            )
+
+    async def remove_pod_sandbox(self, uid: str) -> None:
+        pod = await self._find_pod(uid)
+        if pod is not None:
+            # SIGKILL first: removing means the grace period is over (stop_* gave it), and a
+            # PID 1 ignoring SIGTERM would otherwise hold the removal for Podman's 10 s
+            await self._kill(f"/pods/{pod['Id']}/kill")
+            await self._api("delete", f"/pods/{pod['Id']}", {"force": True}, ok_missing=True)
+        for ctr in await self._raw_containers(uid):  # created outside the pod by someone else
+            await self.remove_container(ctr["Id"])
+
+    async def list_sandboxes(self) -> list[SandboxStatus]:
+        pods = await self._api("get", "/pods/json", self._filters(LABEL_POD_UID)) or []
+        return list(await asyncio.gather(*(self._sandbox_status(p) for p in pods)))
+
+    async def remove_unowned(self, keep_uids: set[str]) -> list[str]:
+        """Remove sandboxes (with their containers) of pods the agent no longer runs, e.g.
+        pods deleted while it was down. Returns the pod uids removed."""
+        removed = [s.uid for s in await self.list_sandboxes() if s.uid not in keep_uids]
+        for uid in removed:
+            await self.remove_pod_sandbox(uid)
+        for ctr in await self._raw_containers(None):
+            if (ctr.get("Labels") or {}).get(LABEL_POD_UID) not in keep_uids:
+                await self.remove_container(ctr["Id"])
+        return removed
+
+    # ------------------------------------------------------------------ containers
+
+    async def create_container(self, sandbox: SandboxStatus, spec: ContainerSpec) -> str:
+        labels = {
+            **spec.labels,
+            LABEL_NODE: self.config.node_name,
+            LABEL_POD_UID: sandbox.uid,
+            LABEL_POD_NAMESPACE: sandbox.namespace,
+            LABEL_POD_NAME: sandbox.name,
+            LABEL_CONTAINER_NAME: spec.name,
+            LABEL_CONTAINER_ATTEMPT: str(spec.attempt),
+        }
+        body: dict[str, Any] = {
+            "name": f"k8s_{spec.name}_{sandbox.namespace}_{sandbox.name}_{sandbox.uid[:8]}_{spec.attempt}",
+            "pod": sandbox.id,
+            "image": spec.image,
+            "labels": labels,
+            "env": dict(spec.env),
+            "terminal": spec.tty,
+            "stdin": spec.stdin,
+            "log_configuration": {"driver": "k8s-file"},
+        }
+        if spec.command:
+            body["entrypoint"] = spec.command
+        if spec.args:
+            body["command"] = spec.args
+        if spec.working_dir:
+            body["work_dir"] = spec.working_dir
+        if spec.run_as_user is not None or spec.run_as_group is not None:
+            user = str(spec.run_as_user if spec.run_as_user is not None else 0)
+            body["user"] = user if spec.run_as_group is None else f"{user}:{spec.run_as_group}"
+        if spec.stop_timeout_s is not None:
+            body["stop_timeout"] = spec.stop_timeout_s
+        mounts = []
+        for m in spec.mounts:
+            if m.tmpfs:
+                options = [f"size={m.tmpfs_size}"] if m.tmpfs_size else []
+                mounts.append({"destination": m.container_path, "type": "tmpfs", "source": "tmpfs",
+                               "options": options + (["ro"] if m.read_only else [])})  # fmt: skip
+            elif m.host_path:
+                mounts.append({"destination": m.container_path, "type": "bind", "source": m.host_path,
+                               "options": ["rbind", "ro" if m.read_only else "rw"]})  # fmt: skip
+        if mounts:
+            body["mounts"] = mounts
+        limits: dict[str, Any] = {}
+        res = spec.resources
+        if res.memory_limit_bytes:
+            # swap equal to the limit: no swap, as the kubelet runs containers
+            limits["memory"] = {"limit": res.memory_limit_bytes, "swap": res.memory_limit_bytes}
+        if res.cpu_limit_millis:
+            limits["cpu"] = {"quota": res.cpu_limit_millis * CPU_PERIOD_US // 1000, "period": CPU_PERIOD_US}
+        if limits:
+            body["resource_limits"] = limits
+        try:
+            created = await self._api("post", "/containers/create", body=body)
+        except ContainerNotFoundError as exc:
+            raise ContainerStartError(f"creating {spec.name}: {exc}") from None
+        except ContainerRuntimeError as exc:
+            raise ContainerStartError(diagnose.explain(str(exc)) or f"creating {spec.name}: {exc}") from None
+        return str(created["Id"])
+
+    async def start_container(self, id: str) -> None:
+        try:
+            await self._api("post", f"/containers/{id}/start")
+        except ContainerNotFoundError:
+            raise
+        except ContainerRuntimeError as exc:
+            raise ContainerStartError(diagnose.explain(str(exc)) or str(exc)) from None
+
+    async def stop_container(self, id: str, timeout_s: int = 30) -> None:
+        if timeout_s <= 0:
+            await self._kill(f"/containers/{id}/kill")
+        await self._api("post", f"/containers/{id}/stop", {"timeout": max(timeout_s, 1)}, ok_missing=True)
+
+    async def _kill(self, path: str) -> None:
+        """SIGKILL, ignoring "not running" and "gone"."""
+        try:
+            await self._api("post", path, {"signal": "SIGKILL"}, ok_missing=True)
+        except ContainerRuntimeError as exc:
+            log.debug("kill {}: {}", path, exc)
+
+    async def remove_container(self, id: str) -> None:
+        self._exited.pop(id, None)
+        await self._kill(f"/containers/{id}/kill")
+        await self._api("delete", f"/containers/{id}", {"force": True}, ok_missing=True)
+
+    async def _raw_containers(self, sandbox_uid: str | None) -> list[dict[str, Any]]:
+        labels = [LABEL_CONTAINER_NAME] + ([f"{LABEL_POD_UID}={sandbox_uid}"] if sandbox_uid else [])
+        params = {"all": True, **self._filters(*labels)}
+        return [c for c in await self._api("get", "/containers/json", params) or [] if not c.get("IsInfra")]
+
+    async def _exit_details(self, id: str) -> dict[str, Any]:
+        if id not in self._exited:
+            inspect = await self._api("get", f"/containers/{id}/json", ok_missing=True) or {}
+            self._exited[id] = inspect.get("State") or {}
+        return self._exited[id]
+
+    async def _status(self, ctr: dict[str, Any]) -> ContainerStatus:
+        labels: dict[str, str] = ctr.get("Labels") or {}
+        state = _STATES.get((ctr.get("State") or "").lower(), "unknown")
+        status = ContainerStatus(
+            id=ctr["Id"],
+            name=labels.get(LABEL_CONTAINER_NAME, ""),
+            sandbox_id=ctr.get("Pod") or "",
+            pod_uid=labels.get(LABEL_POD_UID, ""),
+            namespace=labels.get(LABEL_POD_NAMESPACE, ""),
+            pod_name=labels.get(LABEL_POD_NAME, ""),
+            state=state,
+            image=ctr.get("Image") or "",
+            image_id=ctr.get("ImageID") or "",
+            created_at=_time(ctr.get("Created")),
+            started_at=_time(ctr.get("StartedAt")),
+            attempt=int(labels.get(LABEL_CONTAINER_ATTEMPT, "0") or 0),
+            labels=labels,
+        )
+        if state == "exited":
+            details = await self._exit_details(status.id)
+            status.exit_code = int(details.get("ExitCode", ctr.get("ExitCode") or 0))
+            status.started_at = _time(details.get("StartedAt")) or status.started_at
+            status.finished_at = _time(details.get("FinishedAt")) or _time(ctr.get("ExitedAt"))
+            if status.started_at and status.finished_at and status.finished_at < status.started_at:
+                # Podman stamps StartedAt after runc returns; a quick process may be done by then
+                status.finished_at = status.started_at
+            if details.get("OOMKilled") or (
+                status.exit_code == 137 and await self._kernel_oom_killed(status.id)
+            ):
+                status.reason = "OOMKilled"
+            else:
+                status.reason = "Completed" if status.exit_code == 0 else "Error"
+            status.message = details.get("Error") or ""
+        return status
+
+    async def _kernel_oom_killed(self, id: str) -> bool:
+        """Killed by SIGKILL: was it the memory cgroup? (see ``oom``)."""
+        if "oom" not in self._exited.get(id, {}):
+            victims = await self._call(self._kernel_oom.victims)
+            self._exited.setdefault(id, {})["oom"] = id in victims
+        return bool(self._exited[id]["oom"])
+
+    async def list_containers(self, sandbox_uid: str | None = None) -> list[ContainerStatus]:
+        return list(await asyncio.gather(*(self._status(c) for c in await self._raw_containers(sandbox_uid))))
+
+    async def _inspect(self, id: str) -> dict[str, Any]:
+        data = await self._api("get", f"/containers/{id}/json", ok_missing=True)
+        if data is None:
+            raise ContainerNotFoundError(f"container {id} not found")
+        return dict(data)
+
+    async def container_logs(
+        self,
+        id: str,
+        follow: bool = False,
+        tail: int | None = None,
+        since: datetime | None = None,
+        timestamps: bool = False,
+    ) -> AsyncIterator[bytes]:
+        inspect = await self._inspect(id)
+        tty = bool((inspect.get("Config") or {}).get("Tty"))
+        params = {
+            "stdout": True,
+            "stderr": True,
+            "follow": follow,
+            "tail": tail if tail is not None and tail >= 0 else None,
+            "since": since.isoformat() if since else None,
+            "timestamps": timestamps,
+        }
+        async for chunk in streams.logs(self.socket, id, params, multiplexed=not tty):
+            yield chunk
+
+    async def exec(
+        self, id: str, cmd: list[str], stdin: bool = False, tty: bool = False
+    ) -> streams.PodmanExecSession:
+        await self.connect()
+        return await streams.PodmanExecSession.start(self.socket, id, cmd, stdin, tty)
+
+    async def exec_sync(self, id: str, cmd: list[str], timeout: float | None = None) -> tuple[int, bytes]:
+        session = await self.exec(id, cmd)
+
+        async def run() -> tuple[int, bytes]:
+            output = bytearray()
+            async for _, chunk in session.output():
+                output += chunk
+            return await session.wait(), bytes(output)
+
+        try:
+            return await asyncio.wait_for(run(), timeout)
+        finally:
+            await session.close()
+
+    async def stats(self, id: str) -> ContainerStats:
+        data = await self._api("get", "/containers/stats", {"containers": id, "stream": False})
+        if data and data.get("Error"):
+            raise ContainerRuntimeError(f"stats of {id}: {data['Error']}")
+        items = (data or {}).get("Stats") or []
+        if not items:
+            raise ContainerNotFoundError(f"no stats for container {id} (not running?)")
+        item = items[0]
+        return ContainerStats(
+            id=item.get("ContainerID", id),
+            timestamp=datetime.now(UTC),
+            cpu_usage_nanos=int(item.get("CPUNano") or 0),
+            memory_usage_bytes=int(item.get("MemUsage") or 0),
+            memory_limit_bytes=int(item.get("MemLimit") or 0),
+        )
