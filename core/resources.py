@@ -62,10 +62,21 @@ class FieldError:
             "FieldValueForbidden": "Forbidden",
             "FieldValueTooLong": "Too long",
             "FieldValueTooMany": "Too many",
+            "FieldValueNotFound": "Not found",
         }.get(self.type, self.type)
-        if self.type in ("FieldValueInvalid", "FieldValueNotSupported", "FieldValueDuplicate"):
+        if self.type in _WITH_VALUE:
             head = f"{head}: {_quote(self.value)}"
         return f"{head}: {self.detail}" if self.detail else head
+
+
+#: cause types whose message shows the offending value, as field.Error.ErrorBody does
+_WITH_VALUE = (
+    "FieldValueInvalid",
+    "FieldValueNotSupported",
+    "FieldValueDuplicate",
+    "FieldValueNotFound",
+    "FieldValueTooMany",
+)
 
 
 def _quote(value: Any) -> str:

@@ -228,6 +228,18 @@ def is_env_var_name(value: str) -> list[str]:
     return errs + _chdir_prefix(value)
 
 
+def is_relaxed_env_var_name(value: str) -> list[str]:
+    """Env var names under RelaxedEnvironmentVariableValidation (beta, on by default in 1.32)."""
+    errs: list[str] = []
+    if not value:
+        errs.append("environment variable name " + empty_error())
+    if any(not (32 <= ord(ch) < 127) or ch == "=" for ch in value):
+        errs.append(
+            "a valid environment variable name must consist only of printable ASCII characters other than '='"
+        )
+    return errs
+
+
 def is_config_map_key(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > DNS1123_SUBDOMAIN_MAX_LENGTH:
