@@ -73,7 +73,8 @@ def create_engines(target: Target) -> tuple[Engine, Engine]:
     if target.kind == "sqlite":
         # every in-process write is serialized by the store anyway: one writer connection
         # (plus overflow for the rare migration or compaction) is all SQLite can use
-        return _sqlite_engine(target, "BEGIN IMMEDIATE", 1), _sqlite_engine(target, "BEGIN", size)
+        # readers are cheap on SQLite (no server process behind each connection)
+        return _sqlite_engine(target, "BEGIN IMMEDIATE", 1), _sqlite_engine(target, "BEGIN", max(size, 8))
     return _pg_engine(target, "READ COMMITTED", size), _pg_engine(target, "REPEATABLE READ", size)
 
 

@@ -200,6 +200,7 @@ class SqlStore:
         self.options = target.options
         self.data_dir = data_dir
         self._pg = target.kind == "postgresql"
+        self._closed = False
         self._local_write_lock = nullcontext() if self._pg else threading.Lock()
         if not self._pg:
             check_sqlite_path(target.sqlite_path)
@@ -213,7 +214,6 @@ class SqlStore:
         except sa.exc.DBAPIError as exc:
             self._dispose()
             raise unavailable(target, exc) from None
-        self._closed = False
         self._hub = WatchHub(
             self._read_after,
             self._read_range,
@@ -242,6 +242,8 @@ class SqlStore:
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         """One short write transaction, serialized against every other writer."""
+        if self._closed:
+            raise StoreError("store is closed")
         with self._local_write_lock:
             try:
                 with self._writer.begin() as conn:
@@ -252,11 +254,12 @@ class SqlStore:
                 raise
             except sa.exc.DBAPIError as exc:
                 raise self._failure(exc) from None
-        self._hub.notify()
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         """A read-only transaction on one snapshot."""
+        if self._closed:
+            raise StoreError("store is closed")
         try:
             with self._reader.connect() as conn:
                 yield conn
@@ -286,12 +289,13 @@ class SqlStore:
         return int(conn.execute(_INSERT, params).inserted_primary_key[0])
 
     def create(self, key: str, value: bytes) -> int:
+        value = bytes(value)
         try:
             with self._write() as conn:
                 row = conn.execute(_LATEST, {"name": key}).first()
                 if row is not None and not row.deleted:
                     raise KeyExistsError(key)
-                return self._insert(
+                rev = self._insert(
                     conn,
                     {
                         "name": key,
@@ -305,6 +309,8 @@ class SqlStore:
                 )
         except sa.exc.IntegrityError:
             raise KeyExistsError(key) from None
+        self._hub.publish(Event(EventType.PUT, KeyValue(key, value, rev, rev), None, rev))
+        return rev
 
     def _current_row(self, conn: sa.Connection, key: str, expected: int | None) -> Any:
         row = conn.execute(_LATEST, {"name": key}).first()
@@ -315,23 +321,29 @@ class SqlStore:
         return row
 
     def update(self, key: str, value: bytes, expected_revision: int | None = None) -> int:
+        value = bytes(value)
         try:
             with self._write() as conn:
                 row = self._current_row(conn, key, expected_revision)
-                return self._insert(
+                create_rev = row.id if row.created else row.create_revision
+                old = bytes(row.value or b"")
+                rev = self._insert(
                     conn,
                     {
                         "name": key,
                         "created": False,
                         "deleted": False,
-                        "create_revision": row.id if row.created else row.create_revision,
+                        "create_revision": create_rev,
                         "prev_revision": row.id,
                         "value": value,
-                        "old_value": row.value,
+                        "old_value": old,
                     },
                 )
         except sa.exc.IntegrityError:
             raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
+        prev = KeyValue(key, old, row.id, create_rev)
+        self._hub.publish(Event(EventType.PUT, KeyValue(key, value, rev, create_rev), prev, rev))
+        return rev
 
     def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
         try:
@@ -353,7 +365,9 @@ class SqlStore:
                 )
         except sa.exc.IntegrityError:
             raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
-        return KeyValue(key, value, rev, create_rev)
+        gone = KeyValue(key, value, rev, create_rev)
+        self._hub.publish(Event(EventType.DELETE, gone, KeyValue(key, value, row.id, create_rev), rev))
+        return gone
 
     def _revision_of(self, key: str) -> int:
         found = self.get(key)
@@ -362,6 +376,7 @@ class SqlStore:
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, key: str, revision: int | None = None) -> KeyValue | None:
+        """The live value now, or at ``revision`` (None or 0 mean now)."""
         with self._read() as conn:
             if revision:
                 self._check_revision(conn, revision)
@@ -379,6 +394,10 @@ class SqlStore:
         limit: int | None = None,
         continue_token: str | None = None,
     ) -> ListResult:
+        """Live keys under a prefix at ``revision`` (None or 0: now); a token's revision wins.
+
+        ``remaining`` is counted exactly, and only when another page follows.
+        """
         after = ""
         if continue_token:
             revision, after = decode_continue(continue_token, prefix)

@@ -4,8 +4,16 @@ Why one poller rather than a query per watcher: the API server opens a watch per
 (kubectl, every controller's informer), and N watchers polling the database would cost N
 queries per interval. The poller reads each new row once, in id order, and appends the event
 to the queue of every watcher whose prefix matches, so each watcher sees every change exactly
-once and in order. Writes made by this process wake the poller at once; writes by other
-processes sharing the database are found on the next poll.
+once and in order. Writes by other processes sharing the database are found on the next
+poll (``poll_interval``).
+
+Writes made by this process take a shortcut: the writer hands its event to the hub right
+after commit (:meth:`WatchHub.publish`), and when it is the very next revision the hub
+delivers it at once, without a database read. Had another process written in between (or
+on PostgreSQL a rolled-back transaction used up a sequence number), the event waits in
+``pending`` and the poller, woken immediately, reads the log to fill the gap, so order and
+exactly-once hold either way. That keeps in-process watch latency well under a millisecond
+and spares the poller a query per write.
 
 A watcher that starts from a revision the poller has already passed first reads that
 history from the database ("catching up"); events the poller finds meanwhile are held back
@@ -84,8 +92,9 @@ class SqlWatch:
         self.close()
 
     @property
-    def closed(self) -> bool:
-        return self._closed
+    def finished(self) -> bool:
+        """Closed, or ended by an error: the hub stops feeding it."""
+        return self._closed or self._error is not None
 
     # -- producer side (called by the hub with its lock held) ------------------------------
 
@@ -105,6 +114,7 @@ class SqlWatch:
                 return
             if len(self._queue) + len(events) > self._max_queue:
                 self._queue.clear()
+                self._hub.prune = True
                 self._error = WatchOverflowError(
                     f"watch on {self.prefix!r} fell more than {self._max_queue} events behind; "
                     "list and watch again"
@@ -142,14 +152,50 @@ class WatchHub:
         #: the newest revision the poller has read and delivered
         self.position = start_revision
         self._catching_up: dict[SqlWatch, int] = {}
+        #: this process' own events that arrived before an earlier revision was delivered
+        self._pending: dict[int, Event] = {}
+        #: set when a watcher ended on an error, so the fan-out loop can drop it
+        self.prune = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sqlstore-watch-poller", daemon=True)
         self._thread.start()
 
-    def notify(self) -> None:
-        """A write committed in this process: poll now rather than at the next interval."""
-        self._wake.set()
+    def publish(self, event: Event) -> None:
+        """The event of a write this process just committed (the fast path, see module doc)."""
+        with self._lock:
+            if event.revision <= self.position:
+                return  # the poller was quicker
+            if len(self._pending) < self._max_queue:
+                self._pending[event.revision] = event
+            self._drain_pending()
+            gap = bool(self._pending)
+        if gap:
+            self._wake.set()
+
+    def _deliver(self, event: Event) -> None:
+        """Fan one event out to matching watchers (hub lock held), in revision order."""
+        if event.revision <= self.position:
+            return
+        key = event.kv.key
+        for watch in self._watchers:
+            if key.startswith(watch.prefix):
+                watch.offer(event)
+        self.position = event.revision
+
+    def _drain_pending(self) -> None:
+        """Deliver pending own events that are next in line; drop those already delivered."""
+        while self._pending:
+            event = self._pending.pop(self.position + 1, None)
+            if event is None:
+                break
+            self._deliver(event)
+        if self._pending and min(self._pending) <= self.position:
+            self._pending = {r: e for r, e in self._pending.items() if r > self.position}
+        if self.prune:
+            self.prune = False
+            self._watchers -= {w for w in self._watchers if w.finished}
+        self._caught_up.notify_all()
 
     def oldest_needed(self) -> int:
         """The lowest revision whose successors some reader here still has to read from the
@@ -246,10 +292,6 @@ class WatchHub:
                 self._watchers.clear()
                 self.position = compacted
             for event in events:
-                key = event.kv.key
-                for watch in self._watchers:
-                    if key.startswith(watch.prefix):
-                        watch.offer(event)
-                self.position = event.revision
-            self._caught_up.notify_all()
+                self._deliver(event)
+            self._drain_pending()
         return len(events) >= 1000

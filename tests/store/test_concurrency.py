@@ -169,3 +169,32 @@ def test_kill_9_writer_loses_no_acknowledged_write(
     assert after > max(acked)
     (event,) = drain(watch, 1)
     assert event.revision == after
+
+
+def test_interleaved_writes_of_two_stores_reach_both_watchers(open_store: Callable[..., SqlStore]) -> None:
+    """Two store instances on one database behave like two processes: each one's own writes
+    take the fast path, the other's arrive through the poller, and gaps between them must
+    neither reorder nor drop nor duplicate events."""
+    a, b = open_store(poll_interval=0.02), open_store(poll_interval=0.02)
+    start = a.current_revision()
+    watch_a, watch_b = a.watch(P, start), b.watch(P, start)
+    acked: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def write(store: SqlStore, name: str) -> None:
+        try:
+            for i in range(60):
+                key = f"{P}{name}/{i}"
+                acked[store.create(key, b"v")] = key
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(s, n)) for s, n in ((a, "a"), (b, "b"), (a, "a2"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for watch in (watch_a, watch_b):
+        check_log(drain(watch, len(acked)), acked)
+        assert watch.get(0.2) is None
