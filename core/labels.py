@@ -277,9 +277,8 @@ class _Parser:
         return tok
 
     def fail(self, found: str, expected: str) -> ValueError:
-        return ValueError(
-            f"unable to parse requirement: found '{found}', expected: {expected} (selector \"{self.text}\")"
-        )
+        # apimachinery's wording; callers prefix "unable to parse requirement: " as kube does
+        return ValueError(f"found '{found}', expected: {expected}")
 
     def parse(self) -> list[Requirement]:
         reqs: list[Requirement] = []
@@ -321,7 +320,7 @@ class _Parser:
             return _make_requirement(key, "gt" if op_kind == ">" else "lt", (self.exact_value(),))
         if op_kind in ("in", "notin"):
             return _make_requirement(key, op_kind, self.value_set())
-        raise self.fail(op_lit, "'=', '!=', '==', 'in', 'notin', '>' or '<'")
+        raise self.fail(op_lit, "in, notin, =, ==, !=, gt, lt")
 
     def exact_value(self) -> str:
         kind, lit = self.peek()

@@ -153,3 +153,12 @@ def test_matching_speed_figure() -> None:
     elapsed = time.perf_counter() - start
     assert hits == len(objects)
     print(f"label selector: {len(objects) / elapsed:,.0f} matches/s")
+
+
+def test_error_wording_follows_apimachinery() -> None:
+    with pytest.raises(ValueError) as exc:
+        parse_selector("bad key")
+    assert str(exc.value) == "found 'key', expected: in, notin, =, ==, !=, gt, lt"
+    with pytest.raises(ValueError) as exc:
+        parse_selector("a in x")
+    assert str(exc.value) == "found 'x', expected: '('"
