@@ -23,12 +23,12 @@ Go's zero-valued structs are), so they are owned through their children only.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from kybern.plugins.apiserver.schemawalk import FieldMeta, root
 
 Path = tuple[str, ...]
@@ -252,7 +252,8 @@ def _item_element(item: Any, meta: FieldMeta | None, mode: str, index: int) -> s
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    """Compact JSON with sorted keys, as FieldsV1 keys spell values."""
+    return msgspec.json.encode(value, order="sorted").decode()
 
 
 def _index_items(items: list, meta: FieldMeta | None, mode: str) -> tuple[list[str], dict[str, Any]]:
@@ -312,6 +313,9 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
     map and list nodes themselves (struct fields excepted, see the module docstring)."""
     if lhs is None and rhs is None:
         return
+    if lhs is rhs or (type(lhs) is type(rhs) and lhs == rhs):
+        # identical subtrees hold no changes (the common case for most of an object)
+        return
     mode = _mode(rhs if rhs is not None else lhs, meta)
     if lhs is not None and rhs is not None and _mode(lhs, meta) != _mode(rhs, meta):
         mode = "leaf"
@@ -356,12 +360,14 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
 
 
 def _merge(live: Any, config: Any, meta: FieldMeta | None) -> Any:
-    """structured-merge-diff's Merge of an applied configuration into the live object."""
+    """structured-merge-diff's Merge of an applied configuration into the live object.
+
+    Neither input is modified; the result shares subtrees with both (callers own both copies)."""
     if live is None:
-        return copy.deepcopy(config)
+        return config
     mode = _mode(config, meta)
     if mode == "leaf" or _mode(live, meta) != mode:
-        return copy.deepcopy(config)
+        return config
     if mode == "map":
         out = dict(live)
         for key, value in config.items():
@@ -384,7 +390,7 @@ def _merge_list(lhs: list, rhs: list, meta: FieldMeta | None, mode: str) -> list
 
     def merged_item(element: str) -> Any:
         if mode == "set":
-            return copy.deepcopy(right_items[element])
+            return right_items[element]
         return _merge(left_items.get(element), right_items[element], item_meta)
 
     out: list = []
@@ -569,14 +575,20 @@ def _root_meta(definition: str | None) -> FieldMeta | None:
     return FieldMeta(node, "", False, None, "atomic", ()) if node is not None else None
 
 
-def _without_managed(obj: dict | None) -> dict | None:
+def _clone(value: Any) -> Any:
+    """A deep copy of decoded JSON, several times faster than copy.deepcopy."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def _without_managed(obj: dict | None, deep: bool) -> dict | None:
+    """The object minus its managed fields; a shallow view unless ``deep``."""
     if obj is None:
         return None
-    out = copy.deepcopy(obj)
+    out = dict(obj)
     meta = out.get("metadata")
     if isinstance(meta, dict):
-        meta.pop("managedFields", None)
-    return out
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return _clone(out) if deep else out
 
 
 def _strip_nulls(value: Any) -> Any:
@@ -614,7 +626,7 @@ def track_update(
         managers = _parse_managed(((old or {}).get("metadata") or {}).get("managedFields"))
     has_status = _has_status(meta_root)
     res = _Comparison()
-    _compare(_without_managed(old), _without_managed(new), meta_root, (), res, False)
+    _compare(_without_managed(old, False), _without_managed(new, False), meta_root, (), res, False)
     changed = _filter(res.added | res.modified, has_status, subresource)
     removed = _filter(res.removed, has_status, subresource)
     api_version = new.get("apiVersion") or (old or {}).get("apiVersion") or ""
@@ -649,7 +661,7 @@ def server_side_apply(
     """
     meta_root = _root_meta(definition)
     has_status = _has_status(meta_root)
-    config = _strip_nulls(copy.deepcopy(applied))
+    config = _strip_nulls(applied)
     config_meta = config.get("metadata")
     if isinstance(config_meta, dict):
         for key in _CONFIG_DROPPED_METADATA:
@@ -659,28 +671,31 @@ def server_side_apply(
 
     api_version = config.get("apiVersion") or (live or {}).get("apiVersion") or ""
     key = _Manager(manager, "Apply", "", "")
-    base = _without_managed(live)
+    base = _without_managed(live, True)
     managers = _parse_managed(((live or {}).get("metadata") or {}).get("managedFields"))
 
-    merged = _merge(base, config, meta_root) if base is not None else copy.deepcopy(config)
+    merged = _merge(base, config, meta_root) if base is not None else config
     applied_set: set[Path] = set()
     _to_set(config, meta_root, (), applied_set)
     applied_set = _filter(applied_set, has_status, "")
     previous = managers.get(key)
     managers[key] = _Entry(applied_set, api_version, previous.time if previous else None)
 
-    if previous is not None and previous.fields:
+    if previous is not None and previous.fields and not previous.fields <= applied_set:
         owned: set[Path] = set()
         for entry in managers.values():
             owned |= entry.fields
         stale = _with_named_fields(previous.fields) - _with_named_fields(owned)
+        if stale:
+            # the merge shares untouched subtrees with ``base``, which must stay as it was
+            merged = _clone(merged)
         for path in sorted(stale, key=len):
             if not any(path[:n] in stale for n in range(1, len(path))):
                 _remove_path(merged, path, meta_root)
 
     if has_status:
         if base is not None and base.get("status") is not None:
-            merged["status"] = copy.deepcopy(base["status"])
+            merged["status"] = base["status"]
         else:
             merged.pop("status", None)
 
@@ -738,7 +753,7 @@ def _sync_last_applied(merged: dict, applied: dict) -> None:
     annotations = (merged.get("metadata") or {}).get("annotations")
     if not isinstance(annotations, dict) or LAST_APPLIED_ANNOTATION not in annotations:
         return
-    snapshot = copy.deepcopy(applied)
+    snapshot = _clone(applied)
     snapshot_annotations = (snapshot.get("metadata") or {}).get("annotations")
     if isinstance(snapshot_annotations, dict):
         snapshot_annotations.pop(LAST_APPLIED_ANNOTATION, None)

@@ -10,12 +10,12 @@ and ``$patch`` directives) land exactly as they would on a real cluster.
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 import jsonpatch
 import jsonpointer
+import msgspec
 from kybern.plugins.apiserver.schemawalk import FieldMeta, Node, has_definition, root
 
 JSON_PATCH = "application/json-patch+json"
@@ -108,7 +108,7 @@ def _apply_json_patch(original: dict, body: bytes) -> Any:
         if not isinstance(op, dict):
             kind = _go_json_kind(op)
             raise PatchError(400, f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Operation")
-    doc: Any = copy.deepcopy(original)
+    doc: Any = _clone(original)
     for op in ops:
         try:
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
@@ -169,18 +169,23 @@ def _apply_merge_patch(original: dict, body: bytes) -> Any:
     return merge_patch(original, patch)
 
 
+def _clone(value: Any) -> Any:
+    """A deep copy of decoded JSON, several times faster than copy.deepcopy."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, everything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return _clone(patch)
+    result = _clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         elif isinstance(value, dict):
             result[key] = merge_patch(result.get(key), value)
         else:
-            result[key] = copy.deepcopy(value)
+            result[key] = _clone(value)
     return result
 
 
@@ -202,7 +207,7 @@ def _decode_smp(body: bytes) -> dict:
 
 def strategic_merge(original: dict, patch: dict, definition: str | None) -> dict:
     """Apply a decoded strategic merge patch; both arguments are left untouched."""
-    return _merge_map(copy.deepcopy(original), copy.deepcopy(patch), root(definition))
+    return _merge_map(_clone(original), _clone(patch), root(definition))
 
 
 def _bad(message: str) -> PatchError:
