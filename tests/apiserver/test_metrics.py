@@ -136,3 +136,8 @@ def test_middleware_and_exposition() -> None:
         inflight = [v for (name, _), v in samples.items() if name == "apiserver_current_inflight_requests"]
         # the scrape itself is in flight while the text is produced
         assert sorted(inflight) == [0, 1]
+
+
+def test_no_created_series() -> None:
+    first, _ = asyncio.run(_scrape_after_requests())
+    assert not [name for name, _ in first if name.endswith("_created")]
