@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import click
 from kybern import hookimpl
 from kybern.hooktypes import RuntimeSpec
 
@@ -29,3 +30,24 @@ def create_runtime(context: RunContext) -> PodmanRuntime:
 @hookimpl
 def kybern_container_runtimes() -> list[RuntimeSpec]:
     return [RuntimeSpec("podman", create_runtime, "Podman pods and containers over the REST socket")]
+
+
+@hookimpl
+def kybern_server_options(command: str) -> list[click.Option]:
+    """Where the Podman runtime of this node's agent keeps its state (values reach
+    ``Config.extra['podman_*']``; KYBERN_PODMAN_* environment variables work too)."""
+    return [
+        click.Option(
+            ["--podman-socket"], help="Podman REST socket (default: system socket, else own service)"
+        ),
+        click.Option(
+            ["--podman-isolated"],
+            is_flag=True,
+            default=None,
+            help="own Podman service and storage under DATA_DIR/podman (several agents per machine)",
+        ),
+        click.Option(["--podman-root"], help="Podman storage root for the agent's own service"),
+        click.Option(["--podman-runroot"], help="Podman run root for the agent's own service"),
+        click.Option(["--podman-containers-conf"], help="containers.conf for the agent's own service"),
+        click.Option(["--podman-network"], help="Podman network pods join by default"),
+    ]

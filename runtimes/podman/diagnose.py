@@ -48,8 +48,9 @@ def explain(error: str) -> str | None:
 
 def not_answering(url: str, error: str) -> str:
     return (
-        f"Podman service at {url} does not answer ({first_line(error)}): start it with "
-        "`systemctl start podman.socket`, or leave the socket unset so kybern starts its own"
+        f"Podman service at {url} does not answer ({first_line(error)}): start it (systemctl start "
+        "podman.socket, or podman system service --time=0), or leave the socket unset so kybern "
+        "starts its own"
     )
 
 

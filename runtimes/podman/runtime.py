@@ -59,6 +59,8 @@ LABEL_NODE = "io.kybern.node"
 LABEL_SANDBOX_ATTEMPT = "io.kybern.sandbox.attempt"
 LABEL_PROBE = "io.kybern.probe"
 CPU_PERIOD_US = 100_000
+#: a hung service must not hang the kubelet; stop calls add their grace period to it
+REQUEST_TIMEOUT_S = 60.0
 _ZERO_TIME = "0001-01-01"
 
 _STATES: dict[str, ContainerState] = {
@@ -117,6 +119,8 @@ class PodmanRuntime:
         self._exited: dict[str, dict[str, Any]] = {}
         self._probe_error: str | None = None
         self._kernel_oom = KernelOomLog()
+        #: running infra container id -> (pod IP, network)
+        self._addresses: dict[str, tuple[str | None, str | None]] = {}
         self._probed = False
 
     # ------------------------------------------------------------------ plumbing
@@ -145,13 +149,19 @@ class PodmanRuntime:
         params: dict[str, Any] | None = None,
         body: Any = None,
         ok_missing: bool = False,
+        timeout: float = REQUEST_TIMEOUT_S,
     ) -> Any:
         """One REST call; JSON answer (None when empty, or when missing and ``ok_missing``)."""
 
         def call() -> Any:
             client = self._connect()
             data = json.dumps(body) if body is not None else None
-            response = getattr(client.api, method)(path, params=params, **({"data": data} if data else {}))
+            try:
+                response = getattr(client.api, method)(
+                    path, params=params, timeout=timeout, **({"data": data} if data else {})
+                )
+            except APIError as exc:  # podman-py wraps connection failures too
+                raise ContainerRuntimeError(f"{method.upper()} {path}: {_error_text(exc)}") from None
             if response.status_code == 404 and ok_missing:
                 return None
             try:
@@ -331,13 +341,19 @@ class PodmanRuntime:
                 infra_state = (ctr.get("Status") or "").lower()
         ip: str | None = None
         network: str | None = None
-        if infra_state == "running":
+        if infra_state == "running" and infra_id in self._addresses:
+            ip, network = self._addresses[infra_id]
+        elif infra_state == "running":
             inspect = await self._api("get", f"/containers/{infra_id}/json", ok_missing=True) or {}
             for net_name, net in ((inspect.get("NetworkSettings") or {}).get("Networks") or {}).items():
                 network = net_name
                 ip = net.get("IPAddress") or ip
                 if ip:
                     break
+            # an infra container keeps its address while it runs; a restart is a new sandbox
+            self._addresses[infra_id] = (ip, network)
+        else:
+            self._addresses.pop(infra_id, None)
         return SandboxStatus(
             id=pod["Id"],
             uid=labels.get(LABEL_POD_UID, ""),
@@ -413,8 +429,9 @@ class PodmanRuntime:
             if timeout_s <= 0:  # Podman reads a zero timeout as "use the default" (10 s)
                 await self._kill(f"/pods/{pod['Id']}/kill")
             await self._api(
-                "post", f"/pods/{pod['Id']}/stop", {"timeout": max(timeout_s, 1)}, ok_missing=True
-            )
+                "post", f"/pods/{pod['Id']}/stop", {"timeout": max(timeout_s, 1)},
+                ok_missing=True, timeout=REQUEST_TIMEOUT_S + timeout_s,
+            )  # fmt: skip
 
     async def remove_pod_sandbox(self, uid: str) -> None:
         pod = await self._find_pod(uid)
@@ -513,7 +530,10 @@ class PodmanRuntime:
     async def stop_container(self, id: str, timeout_s: int = 30) -> None:
         if timeout_s <= 0:
             await self._kill(f"/containers/{id}/kill")
-        await self._api("post", f"/containers/{id}/stop", {"timeout": max(timeout_s, 1)}, ok_missing=True)
+        await self._api(
+            "post", f"/containers/{id}/stop", {"timeout": max(timeout_s, 1)},
+            ok_missing=True, timeout=REQUEST_TIMEOUT_S + timeout_s,
+        )  # fmt: skip
 
     async def _kill(self, path: str) -> None:
         """SIGKILL, ignoring "not running" and "gone"."""

@@ -13,7 +13,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import requests
 from kybern.runtime import RuntimeUnavailableError
 from kybern.runtimes.podman import diagnose
 from kybern.runtimes.podman.config import SYSTEM_SOCKET, PodmanConfig
@@ -35,7 +34,7 @@ def ping(sock: Path, timeout: float = 2.0) -> str | None:
         with PodmanClient(base_url=f"unix://{sock}", timeout=timeout) as client:
             response = client.api.get("/_ping")
             return None if response.ok else f"HTTP {response.status_code}"
-    except (requests.RequestException, OSError, Exception) as exc:  # podman-py wraps errors loosely
+    except Exception as exc:  # podman-py wraps connection errors loosely (APIError, OSError, requests')
         return diagnose.first_line(str(exc) or type(exc).__name__)
 
 
@@ -57,9 +56,14 @@ class PodmanService:
             return self.socket
         cfg = self.config
         missing = diagnose.podman_missing(cfg.podman_binary)
-        if cfg.socket:
+        if cfg.socket:  # chosen by the operator: use it or say why not, never replace it
             sock = socket_path(cfg.socket)
-        elif cfg.own_storage:
+            why = ping(sock)
+            if why is not None:
+                raise RuntimeUnavailableError(missing or diagnose.not_answering(f"unix://{sock}", why))
+            self.socket = sock
+            return sock
+        if cfg.own_storage:
             sock = cfg.own_socket()
         else:
             why = ping(SYSTEM_SOCKET)

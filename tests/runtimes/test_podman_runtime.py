@@ -367,7 +367,9 @@ def test_images_pull_policies_and_errors(runtime: PodmanRuntime) -> None:
     asyncio.run(main())
 
 
-def test_status_explains_ulimits_and_missing_podman(podman_assets: tuple[Path, Path], tmp_path: Path) -> None:
+def test_status_explains_missing_podman_dead_socket_and_ulimits(
+    podman_assets: tuple[Path, Path], tmp_path: Path
+) -> None:
     from .podman_env import write_containers_conf
 
     async def main() -> None:
@@ -380,6 +382,16 @@ def test_status_explains_ulimits_and_missing_podman(podman_assets: tuple[Path, P
         finally:
             await missing.close()
             release_dirs(missing.config)
+
+        dead = PodmanRuntime(PodmanConfig(data_dir=tmp_path / "d", socket=str(tmp_path / "nobody-home.sock")))
+        try:
+            status = await dead.status()
+            assert (
+                not status.ok and "does not answer" in status.reason and "nobody-home.sock" in status.reason
+            )
+            assert dead.service.process is None  # an operator's socket is never replaced
+        finally:
+            await dead.close()
 
         conf = write_containers_conf(tmp_path / "no-ulimits.conf", ulimits=False)
         rt = PodmanRuntime(PodmanConfig(data_dir=tmp_path / "u", isolated=True, containers_conf=conf))
