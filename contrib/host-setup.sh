@@ -45,6 +45,8 @@ fi
 PACKAGES=(
   python3 python3-venv python3-dev gcc
   podman runc busybox-static nftables iproute2
+  # what Podman needs for pods and bridge networks (Debian only recommends these)
+  netavark aardvark-dns catatonit iptables uidmap slirp4netns fuse-overlayfs
   postgresql docker-registry
   ca-certificates curl git util-linux
 )
@@ -64,7 +66,7 @@ if ((${#missing[@]})); then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get update -q
-  apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "${missing[@]}" </dev/null
+  apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}" </dev/null
   if ((made_policy)); then
     rm -f /usr/sbin/policy-rc.d
     trap - EXIT
@@ -163,7 +165,10 @@ fi
 
 # --------------------------------------------------------------------------- postgresql (--dev)
 if ((DEV)); then
-  read -r pg_ver pg_name pg_port pg_status _ < <(pg_lsclusters -h 2>/dev/null | head -n 1) || true
+  # the Debian package's cluster ("main", any version), else the first one listed
+  clusters=$(pg_lsclusters -h 2>/dev/null || true)
+  cluster=$(awk '$2 == "main"' <<<"$clusters" | head -n 1)
+  read -r pg_ver pg_name pg_port pg_status _ <<<"${cluster:-$(head -n 1 <<<"$clusters")}" || true
   if [[ -z ${pg_ver:-} ]]; then
     problem "no PostgreSQL cluster exists: pg_createcluster --start 15 main"
   else

@@ -10,7 +10,7 @@ import pytest
 from kybern import hookimpl
 from kybern.components import ComponentSpec, ConfigurationError, RunContext, select_components
 from kybern.config import Config
-from kybern.plugins import load_plugins, new_manager
+from kybern.pluginmanager import load_plugins, new_manager
 from kybern.runner import collect_components, run
 from support.cli import assert_one_line_error, run_kybern
 

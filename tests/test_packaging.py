@@ -145,11 +145,6 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/plugins.py (module kybern.plugins) clashes with the plugins/ package kybern.plugins: "
-    "installed, `import kybern.plugins` finds the package and kybern.cli cannot import load_plugins",
-)
 def test_installed_wheel_lists_the_builtin_plugins(installed: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     where = subprocess.run(

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from kybern.hooktypes import AdmissionRequest
 from kybern.models.core_v1 import ConfigMap, Secret
-from kybern.plugins import PluginLoadError, load_plugins
+from kybern.pluginmanager import PluginLoadError, load_plugins
 from kybern.resources import ResourceType
 from support import REPO
 from support.cli import run_kybern
