@@ -55,8 +55,9 @@ class RunContext:
     plugins: pluggy.PluginManager
     #: the store, in the control plane process only (the API server owns it)
     store: Store | None = None
-    #: an API client factory; components write through the API like any client
-    api: Callable[[], ApiClient] | None = None
+    #: an API client factory (optional argument: user agent); components write through the
+    #: API like any client
+    api: Callable[..., ApiClient] | None = None
     #: values components publish for others in the same process (e.g. the API server's URL)
     shared: dict[str, Any] = field(default_factory=dict)
     #: set when the process is shutting down

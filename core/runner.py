@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from contextlib import suppress
 from typing import TYPE_CHECKING
 
+from kybern.client import ApiClient, HttpApiClient
 from kybern.components import Component, ComponentSpec, ConfigurationError, RunContext, select_components
 from kybern.store import Store, StoreUnavailableError
 from loguru import logger
@@ -55,11 +57,28 @@ async def _wait_for_signal(ctx: RunContext) -> None:
     await ctx.stopping.wait()
 
 
+def api_factory(ctx: RunContext) -> Callable[[], ApiClient]:
+    """How components reach the API: the in-process API server's address once it published
+    it (server), or the joined server's (agent). Each call makes a new client."""
+
+    def make(user_agent: str = "kybern") -> ApiClient:
+        shared, config = ctx.shared, ctx.config
+        url = shared.get("api_url") or config.server_url
+        if not url:
+            raise ConfigurationError("no API server to talk to: the apiserver component is disabled")
+        token = shared.get("admin_token") or config.token
+        return HttpApiClient(url, token, shared.get("ca_file"), user_agent=user_agent)
+
+    return make
+
+
 async def run(config: Config, pm: pluggy.PluginManager, ctx: RunContext | None = None) -> None:
     """Start the chosen components, wait for SIGINT/SIGTERM (or ``ctx.stopping``), stop them."""
     specs = select_components(collect_components(pm), config.role, config.disabled, config.run_agent)
     if ctx is None:
         ctx = RunContext(config=config, plugins=pm)
+    if ctx.api is None:
+        ctx.api = api_factory(ctx)
     if config.role == "server" and ctx.store is None:
         ctx.store = await asyncio.to_thread(open_store, pm, config)
     started: list[tuple[ComponentSpec, Component]] = []
