@@ -159,11 +159,13 @@ def _template_without_directives(template: JSON | None) -> JSON:
 
 def validate_job(new: JSON, old: JSON | None) -> list[FieldError]:
     spec = new.get("spec") or {}
-    errs = _job_spec_errors(spec, "spec", is_template=False)
+    errs: list[FieldError] = []
+    # ValidateGeneratedSelector runs before the spec checks
     if not spec.get("manualSelector") and spec.get("selector") is not None:
         uid = dig(new, "metadata", "uid", default="")
         if uid and dig(spec, "selector", "matchLabels", CONTROLLER_UID_LABEL) != uid:
             errs.append(invalid("spec.selector", spec["selector"], "`selector` not auto-generated"))
+    errs.extend(_job_spec_errors(spec, "spec", is_template=False))
     if old is not None:
         old_spec = old.get("spec") or {}
         errs.extend(validate_immutable(spec.get("selector"), old_spec.get("selector"), "spec.selector"))

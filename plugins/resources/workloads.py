@@ -68,6 +68,19 @@ def validate_label_selector(selector: JSON | None, path: str) -> list[FieldError
     return errs
 
 
+def selector_parses(selector: JSON | None) -> bool:
+    """Whether metav1.LabelSelectorAsSelector accepts the selector (nil counts as valid)."""
+    for expr in (selector or {}).get("matchExpressions") or []:
+        op, values = expr.get("operator"), expr.get("values") or []
+        if op in ("In", "NotIn") and not values:
+            return False
+        if op in ("Exists", "DoesNotExist") and values:
+            return False
+        if op not in ("In", "NotIn", "Exists", "DoesNotExist") or is_qualified_name(expr.get("key") or ""):
+            return False
+    return True
+
+
 def _selector_errors(spec: JSON, kind: str) -> list[FieldError]:
     selector = spec.get("selector")
     if selector is None:
@@ -79,16 +92,23 @@ def _selector_errors(spec: JSON, kind: str) -> list[FieldError]:
 
 
 def validate_template_for_controller(
-    spec: JSON, kind_label: str, only_always: bool = True
+    spec: JSON, kind_label: str, skip_on_bad_selector: bool = True
 ) -> list[FieldError]:
-    """ValidatePodTemplateSpecForReplicaSet and friends: labels match, restartPolicy Always."""
+    """ValidatePodTemplateSpecForReplicaSet and friends: labels match, restartPolicy Always.
+
+    Deployments and ReplicaSets report an unparsable selector instead of checking the template
+    at all; DaemonSets and StatefulSets only skip the label match.
+    """
+    selector = spec.get("selector")
+    parses = selector_parses(selector)
+    if not parses and skip_on_bad_selector:
+        return [invalid("spec.selector", selector, "invalid label selector")]
     template = spec.get("template")
     if template is None:
         return [required("spec.template")]
     errs: list[FieldError] = []
-    selector = spec.get("selector")
     labels = dig(template, "metadata", "labels")
-    if selector and (selector.get("matchLabels") or selector.get("matchExpressions")):
+    if parses and selector and (selector.get("matchLabels") or selector.get("matchExpressions")):
         if not selector_matches(selector, labels):
             errs.append(
                 invalid(
@@ -97,7 +117,7 @@ def validate_template_for_controller(
             )
     errs.extend(validate_pod_template(template, "spec.template"))
     restart = dig(template, "spec", "restartPolicy", default="")
-    if only_always and restart and restart != "Always":
+    if restart and restart != "Always":
         errs.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
     deadline = dig(template, "spec", "activeDeadlineSeconds")
     if deadline is not None:
@@ -334,7 +354,7 @@ def validate_daemon_set(new: JSON, old: JSON | None) -> list[FieldError]:
     spec = new.get("spec") or {}
     errs = _common_counts(spec)
     errs.extend(_selector_errors(spec, "daemonset"))
-    errs.extend(validate_template_for_controller(spec, "DaemonSet"))
+    errs.extend(validate_template_for_controller(spec, "DaemonSet", skip_on_bad_selector=False))
     strategy = spec.get("updateStrategy") or {}
     kind = strategy.get("type")
     if kind == "RollingUpdate":
@@ -471,7 +491,7 @@ def validate_stateful_set(new: JSON, old: JSON | None) -> list[FieldError]:
     else:
         errs.append(not_supported("spec.updateStrategy", strategy, ("RollingUpdate", "OnDelete")))
     errs.extend(_selector_errors(spec, "statefulset"))
-    errs.extend(validate_template_for_controller(spec, "StatefulSet"))
+    errs.extend(validate_template_for_controller(spec, "StatefulSet", skip_on_bad_selector=False))
     for i, claim in enumerate(spec.get("volumeClaimTemplates") or []):
         for err in validate_pvc(claim, None):
             errs.append(
