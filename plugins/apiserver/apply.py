@@ -113,6 +113,10 @@ class ApplyConflictError(Exception):
         super().__init__(self.message)
 
 
+class ApplyError(ValueError):
+    """An apply request kube-apiserver rejects outright (400 BadRequest)."""
+
+
 def _conflict_message(conflicts: list[tuple[_Manager, Path]]) -> str:
     if len(conflicts) == 1:
         manager, path = conflicts[0]
@@ -657,8 +661,11 @@ def server_side_apply(
     """Apply a configuration for ``manager``; returns the new object with its managed fields.
 
     ``live`` None means the object is being created. Raises ApplyConflictError when the
-    configuration changes fields other managers own and ``force`` is false.
+    configuration changes fields other managers own and ``force`` is false, ApplyError (a
+    ValueError, 400) when the configuration carries managed fields.
     """
+    if (applied.get("metadata") or {}).get("managedFields") is not None:
+        raise ApplyError("metadata.managedFields must be nil")
     meta_root = _root_meta(definition)
     has_status = _has_status(meta_root)
     config = _strip_nulls(applied)

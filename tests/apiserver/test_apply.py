@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from kybern.plugins.apiserver.apply import (
     ApplyConflictError,
+    ApplyError,
     fields_to_set,
     path_string,
     server_side_apply,
@@ -461,3 +462,10 @@ def test_supplied_managed_fields_replace_the_live_ones() -> None:
     ]
     track_update(live, new, "editor", "Update", DEPLOYMENT, T1)
     assert entries(new) == [("rewritten", "Update")]
+
+
+def test_applied_configuration_must_not_carry_managed_fields() -> None:
+    applied = manifest()
+    applied["metadata"]["managedFields"] = []
+    with pytest.raises(ApplyError, match=r"metadata\.managedFields must be nil"):
+        server_side_apply(None, applied, "kubectl", False, DEPLOYMENT, T0)
