@@ -21,8 +21,6 @@ from kybern.validation import (
     duplicate,
     forbidden,
     invalid,
-    is_dns1123_label,
-    is_dns1123_subdomain,
     is_qualified_name,
     is_valid_label_value,
     not_supported,
@@ -46,11 +44,8 @@ def default_namespace(ns: JSON) -> None:
 
 
 def validate_namespace(new: JSON, old: JSON | None) -> list[FieldError]:
+    # the name (a DNS-1123 label) is checked by the API server's validate_object_meta call
     errs: list[FieldError] = []
-    name = dig(new, "metadata", "name", default="")
-    if name and not is_dns1123_subdomain(name):
-        # the API server checks names as subdomains; namespace names must be DNS-1123 labels
-        errs.extend(invalid("metadata.name", name, m) for m in is_dns1123_label(name))
     for finalizer in dig(new, "spec", "finalizers", default=[]):
         if "/" not in finalizer and finalizer != "kubernetes":
             errs.append(

@@ -19,7 +19,6 @@ from kybern.validation import (
     duplicate,
     forbidden,
     invalid,
-    is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
     is_valid_ip,
@@ -93,11 +92,8 @@ def _int_or_name_errors(value: Any, path: str) -> list[FieldError]:
 
 
 def validate_service(new: JSON, old: JSON | None) -> list[FieldError]:
+    # the name (a DNS-1035 label) is checked by the API server's validate_object_meta call
     errs: list[FieldError] = []
-    name = (new.get("metadata") or {}).get("name") or ""
-    if name and not is_dns1123_subdomain(name):
-        # the API server checks names as subdomains; Services must also be DNS-1035 labels
-        errs.extend(invalid("metadata.name", name, m) for m in is_dns1035_label(name))
     spec = new.get("spec") or {}
     kind = spec.get("type") or ""
     cluster_ip = spec.get("clusterIP") or ""

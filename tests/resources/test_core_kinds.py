@@ -47,9 +47,6 @@ def test_namespace() -> None:
     assert out["status"] == {"phase": "Active"}
     assert row(NAMESPACES, out) == ["team-a", "Active", ""]
     assert NAMESPACES.field_selectors["status.phase"](decode(NAMESPACES, out)) == "Active"
-    assert errors(NAMESPACES, defaulted(NAMESPACES, obj("Namespace", "a.b", None))) == [
-        'metadata.name: Invalid value: "a.b": must not contain dots'
-    ]
     bad = defaulted(NAMESPACES, obj("Namespace", "ns", None, spec={"finalizers": ["custom"]}))
     assert errors(NAMESPACES, bad) == [
         'spec.finalizers: Invalid value: "custom": name is neither a standard finalizer name nor is '

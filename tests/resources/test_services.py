@@ -51,17 +51,6 @@ def test_service_defaults() -> None:
 @pytest.mark.parametrize(
     ("name", "spec", "expected"),
     [
-        (
-            "1web",
-            {},
-            [
-                'metadata.name: Invalid value: "1web": a DNS-1035 label must consist of lower case '
-                "alphanumeric "
-                "characters or '-', start with an alphabetic character, and end with an alphanumeric "
-                "character "
-                "(e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
-            ],
-        ),
         ("web", {"ports": []}, ["spec.ports: Required value"]),
         (
             "web",
