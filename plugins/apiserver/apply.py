@@ -657,12 +657,14 @@ def server_side_apply(
     force: bool,
     definition: str,
     now: str,
+    subresource: str = "",
 ) -> dict:
     """Apply a configuration for ``manager``; returns the new object with its managed fields.
 
-    ``live`` None means the object is being created. Raises ApplyConflictError when the
-    configuration changes fields other managers own and ``force`` is false, ApplyError (a
-    ValueError, 400) when the configuration carries managed fields.
+    ``live`` None means the object is being created. On the main resource the configuration's
+    status is ignored (the live status is kept); with ``subresource="status"`` only its status
+    is applied. Raises ApplyConflictError when the configuration changes fields other managers
+    own and ``force`` is false, ApplyError (a ValueError, 400) when it carries managed fields.
     """
     if (applied.get("metadata") or {}).get("managedFields") is not None:
         raise ApplyError("metadata.managedFields must be nil")
@@ -673,18 +675,26 @@ def server_side_apply(
     if isinstance(config_meta, dict):
         for key in _CONFIG_DROPPED_METADATA:
             config_meta.pop(key, None)
-    if has_status:
+    status_only = subresource == "status"
+    if status_only:
+        meta = config_meta if isinstance(config_meta, dict) else {}
+        config = {
+            **{k: config[k] for k in ("apiVersion", "kind") if k in config},
+            "metadata": {k: meta[k] for k in ("name", "namespace") if k in meta},
+            **({"status": config["status"]} if "status" in config else {}),
+        }
+    elif has_status:
         config.pop("status", None)
 
     api_version = config.get("apiVersion") or (live or {}).get("apiVersion") or ""
-    key = _Manager(manager, "Apply", "", "")
+    key = _Manager(manager, "Apply", "", subresource)
     base = _without_managed(live, True)
     managers = _parse_managed(((live or {}).get("metadata") or {}).get("managedFields"))
 
     merged = _merge(base, config, meta_root) if base is not None else config
     applied_set: set[Path] = set()
     _to_set(config, meta_root, (), applied_set)
-    applied_set = _filter(applied_set, has_status, "")
+    applied_set = _filter(applied_set, has_status, subresource)
     previous = managers.get(key)
     managers[key] = _Entry(applied_set, api_version, previous.time if previous else None)
 
@@ -700,7 +710,7 @@ def server_side_apply(
             if not any(path[:n] in stale for n in range(1, len(path))):
                 _remove_path(merged, path, meta_root)
 
-    if has_status:
+    if has_status and not status_only:
         if base is not None and base.get("status") is not None:
             merged["status"] = base["status"]
         else:
@@ -709,8 +719,8 @@ def server_side_apply(
     if base is not None:
         res = _Comparison()
         _compare(base, merged, meta_root, (), res, False)
-        changed = _filter(res.added | res.modified, has_status, "")
-        removed = _filter(res.removed, has_status, "")
+        changed = _filter(res.added | res.modified, has_status, subresource)
+        removed = _filter(res.removed, has_status, subresource)
         conflicts: list[tuple[_Manager, Path]] = []
         for other in sorted(managers, key=_Manager.sort_key):
             if other == key:

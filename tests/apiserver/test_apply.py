@@ -469,3 +469,19 @@ def test_applied_configuration_must_not_carry_managed_fields() -> None:
     applied["metadata"]["managedFields"] = []
     with pytest.raises(ApplyError, match=r"metadata\.managedFields must be nil"):
         server_side_apply(None, applied, "kubectl", False, DEPLOYMENT, T0)
+
+
+def test_status_subresource_apply_touches_status_only() -> None:
+    live = client_side_applied()
+    applied = manifest(replicas=9)
+    applied["status"] = {"replicas": 2, "readyReplicas": 1}
+    obj = server_side_apply(live, applied, "status-writer", False, DEPLOYMENT, T1, subresource="status")
+    assert obj["spec"]["replicas"] == 2
+    assert obj["status"] == {"replicas": 2, "readyReplicas": 1}
+    e = entry(obj, "status-writer", "Apply")
+    assert e["subresource"] == "status"
+    assert e["fieldsV1"] == {"f:status": {"f:readyReplicas": {}, "f:replicas": {}}}
+    # dropping a status field it applied removes it
+    applied["status"] = {"replicas": 2}
+    obj = server_side_apply(obj, applied, "status-writer", False, DEPLOYMENT, T2, subresource="status")
+    assert obj["status"] == {"replicas": 2}
