@@ -324,8 +324,12 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
     if lhs is not None and rhs is not None and _mode(lhs, meta) != _mode(rhs, meta):
         mode = "leaf"
     if mode == "map" and not item and _is_struct(meta):
-        lhs = {} if lhs is None else lhs
-        rhs = {} if rhs is None else rhs
+        # a Go value struct is never missing from a typed object, only empty: a struct that
+        # appears (or goes) with content is owned through its fields, like kube reports it
+        if lhs is None and rhs:
+            lhs = {}
+        elif rhs is None and lhs:
+            rhs = {}
     if mode != "leaf" and _empty(lhs) and _empty(rhs):
         mode = "leaf"
     if mode == "leaf":

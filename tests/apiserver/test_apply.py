@@ -362,7 +362,8 @@ def test_force_moving_the_last_field_drops_the_empty_entry() -> None:
 
 
 def test_update_on_create_owns_everything_but_server_metadata() -> None:
-    new = stored(manifest())
+    new = stored(manifest(resources={}, ports=[{"containerPort": 80, "protocol": "TCP"}]))
+    new["spec"]["template"]["spec"]["securityContext"] = {}
     track_update(None, new, "kubectl-create", "Update", DEPLOYMENT, T0)
     (only,) = new["metadata"]["managedFields"]
     assert {k: only[k] for k in ("manager", "operation", "apiVersion", "time", "fieldsType")} == {
@@ -378,7 +379,20 @@ def test_update_on_create_owns_everything_but_server_metadata() -> None:
     assert "f:status" not in fields
     assert "." not in fields["f:spec"]
     item = fields["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"nginx"}']
-    assert item == {".": {}, "f:image": {}, "f:name": {}}
+    # shaped like kube's record of a kubectl create: new list items and lists carry ".", empty
+    # structs are leaves, structs with content are owned through their fields
+    assert item == {
+        ".": {},
+        "f:image": {},
+        "f:name": {},
+        "f:ports": {
+            ".": {},
+            'k:{"containerPort":80,"protocol":"TCP"}': {".": {}, "f:containerPort": {}, "f:protocol": {}},
+        },
+        "f:resources": {},
+    }
+    assert fields["f:spec"]["f:template"]["f:spec"]["f:securityContext"] == {}
+    assert "." not in fields["f:spec"]["f:template"]
 
 
 def test_update_takes_changed_fields_from_other_managers() -> None:
