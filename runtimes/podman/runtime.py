@@ -127,10 +127,20 @@ class PodmanRuntime:
 
     def _connect(self) -> PodmanClient:
         with self._connect_lock:
-            sock = self.service.ensure()
             if self._client is None:
+                sock = self.service.ensure()
                 self._client = PodmanClient(base_url=f"unix://{sock}", timeout=None)
             return self._client
+
+    def _reconnect(self, broken: PodmanClient) -> PodmanClient:
+        """The service went away (stopped, crashed, host restarted it): find or start one
+        again. Containers outlive the service, so nothing is lost."""
+        with self._connect_lock:
+            if self._client is broken:
+                self._client = None
+                broken.close()
+        log.warning("Podman service at {} stopped answering; reconnecting", self.service.url)
+        return self._connect()
 
     @property
     def socket(self) -> Path:
@@ -153,14 +163,22 @@ class PodmanRuntime:
     ) -> Any:
         """One REST call; JSON answer (None when empty, or when missing and ``ok_missing``)."""
 
+        def send(client: PodmanClient) -> Any:
+            data = json.dumps(body) if body is not None else None
+            return getattr(client.api, method)(
+                path, params=params, timeout=timeout, **({"data": data} if data else {})
+            )
+
         def call() -> Any:
             client = self._connect()
-            data = json.dumps(body) if body is not None else None
             try:
-                response = getattr(client.api, method)(
-                    path, params=params, timeout=timeout, **({"data": data} if data else {})
-                )
-            except APIError as exc:  # podman-py wraps connection failures too
+                try:
+                    response = send(client)
+                except APIError as exc:
+                    if not isinstance(exc.__cause__, OSError):
+                        raise
+                    response = send(self._reconnect(client))  # podman-py's wrapped connection error
+            except APIError as exc:
                 raise ContainerRuntimeError(f"{method.upper()} {path}: {_error_text(exc)}") from None
             if response.status_code == 404 and ok_missing:
                 return None

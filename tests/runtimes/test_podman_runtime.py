@@ -10,6 +10,7 @@ import asyncio
 import re
 import socket
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -265,7 +266,7 @@ def test_exec_sync_and_interactive_exec(runtime: PodmanRuntime) -> None:
     asyncio.run(main())
 
 
-def test_fresh_runtime_adopts_by_labels_and_removes_unowned(runtime: PodmanRuntime) -> None:
+def test_restarted_agent_adopts_by_labels_and_removes_unowned(runtime: PodmanRuntime) -> None:
     async def main() -> None:
         keep, drop = sandbox_spec("keep"), sandbox_spec("drop")
         kept = await runtime.run_pod_sandbox(keep)
@@ -277,7 +278,9 @@ def test_fresh_runtime_adopts_by_labels_and_removes_unowned(runtime: PodmanRunti
             runtime, dropped, ContainerSpec(name="app", image=BUSYBOX, command=["sleep", "3600"])
         )
 
-        fresh = PodmanRuntime(PodmanConfig(**vars(runtime.config)))  # a restarted agent
+        # the agent dies and its Podman service with it; the containers live on (conmon)
+        runtime.service.stop()
+        fresh = PodmanRuntime(PodmanConfig(**vars(runtime.config)))  # the restarted agent
         try:
             sandboxes = {s.uid: s for s in await fresh.list_sandboxes()}
             assert {keep.uid, drop.uid} <= set(sandboxes)
@@ -293,7 +296,9 @@ def test_fresh_runtime_adopts_by_labels_and_removes_unowned(runtime: PodmanRunti
             assert drop.uid not in {s.uid for s in await fresh.list_sandboxes()}
             assert [c.id for c in await fresh.list_containers(keep.uid)] == [kept_cid]
         finally:
-            await fresh.close()
+            await fresh.close()  # stops the service it started
+        # the first runtime reconnects (starting a service again) on its next call
+        assert [c.id for c in await runtime.list_containers(keep.uid)] == [kept_cid]
         await runtime.remove_pod_sandbox(keep.uid)
 
     asyncio.run(main())
@@ -403,5 +408,80 @@ def test_status_explains_missing_podman_dead_socket_and_ulimits(
         finally:
             await rt.close()
             release_dirs(rt.config)
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real registry on loopback with htpasswd auth: (host:port, credentials)."""
+    import shutil
+    import subprocess
+    import time
+    import warnings
+
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        crypt = pytest.importorskip("crypt")
+    creds = {"username": "kybern", "password": "s3cret"}
+    hashed = crypt.crypt(creds["password"], crypt.mksalt(crypt.METHOD_BLOWFISH))
+    (tmp_path / "htpasswd").write_text(f"{creds['username']}:{hashed}\n")
+    port = free_port()
+    (tmp_path / "config.yml").write_text(
+        "version: 0.1\n"
+        f"storage: {{filesystem: {{rootdirectory: {tmp_path / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"auth: {{htpasswd: {{realm: kybern-test, path: {tmp_path / 'htpasswd'}}}}}\n"
+        "log: {level: error}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(tmp_path / "config.yml")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}", creds
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_pull_from_registry_with_auth(runtime: PodmanRuntime, registry: tuple[str, dict[str, str]]) -> None:
+    host, creds = registry
+    image = f"{host}/kybern/pulled:1.0"
+    podman_cli(
+        runtime.config, "push", "--quiet", "--tls-verify=false",
+        "--creds", f"{creds['username']}:{creds['password']}", BUSYBOX, image,
+    )  # fmt: skip
+
+    async def main() -> None:
+        with pytest.raises(ImagePullError) as anonymous:
+            await runtime.pull_image(image, policy="Always")
+        assert anonymous.value.reason == "ErrImagePull"
+        assert "unauthorized" in anonymous.value.message.lower() or "auth" in anonymous.value.message.lower()
+        with pytest.raises(ImagePullError):
+            await runtime.pull_image(image, auth={**creds, "password": "wrong"}, policy="Always")
+        assert await runtime.image_present(image) is None
+        pulled = await runtime.pull_image(image, auth=creds, policy="IfNotPresent")
+        assert pulled.id and pulled == await runtime.image_present(image)
+        # the pulled image runs
+        spec = sandbox_spec("pulled")
+        sandbox = await runtime.run_pod_sandbox(spec)
+        await run_container(
+            runtime, sandbox, ContainerSpec(name="echo", image=image, command=["echo", "pulled ok"])
+        )
+        done = await wait_exited(runtime, spec.uid, "echo")
+        assert done.exit_code == 0 and done.image == image and done.image_id == pulled.id
+        await runtime.remove_pod_sandbox(spec.uid)
+        await runtime._api("delete", f"/images/{image}", ok_missing=True)
 
     asyncio.run(main())
