@@ -23,16 +23,19 @@ from kybern.plugins.resources.common import (
 )
 from kybern.plugins.resources.pod_defaults import default_pod_template
 from kybern.plugins.resources.pod_validation import validate_pod_template
-from kybern.plugins.resources.storage import default_pvc, validate_pvc
+from kybern.plugins.resources.storage import default_pvc
 from kybern.resources import FieldError, TableColumn
 from kybern.validation import (
     FIELD_IMMUTABLE,
     forbidden,
     invalid,
+    is_dns1123_label,
+    is_dns1123_subdomain,
     is_qualified_name,
     is_valid_percent,
     not_supported,
     required,
+    validate_annotations,
     validate_immutable,
     validate_labels,
     validate_nonnegative,
@@ -92,12 +95,14 @@ def _selector_errors(spec: JSON, kind: str) -> list[FieldError]:
 
 
 def validate_template_for_controller(
-    spec: JSON, kind_label: str, skip_on_bad_selector: bool = True
+    spec: JSON, kind_label: str, skip_on_bad_selector: bool = True, full_pod_spec: bool = True
 ) -> list[FieldError]:
-    """ValidatePodTemplateSpecForReplicaSet and friends: labels match, restartPolicy Always.
+    """ValidatePodTemplateSpecForReplicaSet and its DaemonSet/StatefulSet variants.
 
-    Deployments and ReplicaSets report an unparsable selector instead of checking the template
-    at all; DaemonSets and StatefulSets only skip the label match.
+    A missing selector selects nothing, so the labels never match (an empty one matches all).
+    Deployments and ReplicaSets report an unparsable selector instead of checking the template;
+    DaemonSets only skip the match. StatefulSet templates get no PodSpec validation in kube
+    (their volume mounts may name volumeClaimTemplates), only labels and annotations.
     """
     selector = spec.get("selector")
     parses = selector_parses(selector)
@@ -108,23 +113,27 @@ def validate_template_for_controller(
         return [required("spec.template")]
     errs: list[FieldError] = []
     labels = dig(template, "metadata", "labels")
-    if parses and selector and (selector.get("matchLabels") or selector.get("matchExpressions")):
-        if not selector_matches(selector, labels):
-            errs.append(
-                invalid(
-                    "spec.template.metadata.labels", labels, "`selector` does not match template `labels`"
-                )
-            )
-    errs.extend(validate_pod_template(template, "spec.template"))
-    restart = dig(template, "spec", "restartPolicy", default="")
-    if restart and restart != "Always":
-        errs.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
-    deadline = dig(template, "spec", "activeDeadlineSeconds")
-    if deadline is not None:
+    selects_something = selector is None or bool(
+        selector.get("matchLabels") or selector.get("matchExpressions")
+    )
+    if parses and selects_something and not selector_matches(selector, labels):
         errs.append(
-            invalid(
+            invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
+        )
+    if full_pod_spec:
+        errs.extend(validate_pod_template(template, "spec.template"))
+    else:
+        errs.extend(validate_labels(labels, "spec.template.labels"))
+        errs.extend(
+            validate_annotations(dig(template, "metadata", "annotations"), "spec.template.annotations")
+        )
+    restart = dig(template, "spec", "restartPolicy", default="")
+    if restart != "Always":
+        errs.append(not_supported("spec.template.spec.restartPolicy", restart, ("Always",)))
+    if dig(template, "spec", "activeDeadlineSeconds") is not None:
+        errs.append(
+            forbidden(
                 "spec.template.spec.activeDeadlineSeconds",
-                deadline,
                 f"activeDeadlineSeconds in {kind_label} is not Supported",
             )
         )
@@ -350,11 +359,30 @@ def default_daemon_set(ds: JSON) -> None:
     default_pod_template(spec.get("template"))
 
 
+def _daemon_set_rolling_errors(rolling: JSON, path: str) -> list[FieldError]:
+    """ValidateRollingUpdateDaemonSet: exactly one of maxUnavailable and maxSurge is non-zero."""
+    unavailable, surge = rolling.get("maxUnavailable"), rolling.get("maxSurge")
+    errs = _int_or_percent_errors(unavailable, f"{path}.maxUnavailable")
+    errs.extend(_int_or_percent_errors(surge, f"{path}.maxSurge"))
+    errs.extend(_not_more_than_100(unavailable, f"{path}.maxUnavailable"))
+    errs.extend(_not_more_than_100(surge, f"{path}.maxSurge"))
+    has_unavailable = (_int_or_percent_value(unavailable) or 0) != 0
+    has_surge = (_int_or_percent_value(surge) or 0) != 0
+    if has_unavailable and has_surge:
+        errs.append(invalid(f"{path}.maxSurge", surge, "may not be set when maxUnavailable is non-zero"))
+    elif not has_unavailable and not has_surge:
+        errs.append(required(f"{path}.maxUnavailable", "cannot be 0 when maxSurge is 0"))
+    return errs
+
+
 def validate_daemon_set(new: JSON, old: JSON | None) -> list[FieldError]:
     spec = new.get("spec") or {}
-    errs = _common_counts(spec)
-    errs.extend(_selector_errors(spec, "daemonset"))
+    selector = spec.get("selector")
+    errs = validate_label_selector(selector, "spec.selector")
+    if selector is not None and not selector.get("matchLabels") and not selector.get("matchExpressions"):
+        errs.append(invalid("spec.selector", selector, "empty selector is invalid for daemonset"))
     errs.extend(validate_template_for_controller(spec, "DaemonSet", skip_on_bad_selector=False))
+    errs.extend(validate_nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds"))
     strategy = spec.get("updateStrategy") or {}
     kind = strategy.get("type")
     if kind == "RollingUpdate":
@@ -362,9 +390,10 @@ def validate_daemon_set(new: JSON, old: JSON | None) -> list[FieldError]:
         if rolling is None:
             errs.append(required("spec.updateStrategy.rollingUpdate"))
         else:
-            errs.extend(_rolling_update_errors(rolling, "spec.updateStrategy.rollingUpdate"))
+            errs.extend(_daemon_set_rolling_errors(rolling, "spec.updateStrategy.rollingUpdate"))
     elif kind != "OnDelete":
         errs.append(not_supported("spec.updateStrategy", strategy, ("RollingUpdate", "OnDelete")))
+    errs.extend(validate_nonnegative(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit"))
     errs.extend(_selector_immutable(new, old))
     return errs
 
@@ -466,19 +495,22 @@ def default_stateful_set(sts: JSON) -> None:
 
 
 def validate_stateful_set(new: JSON, old: JSON | None) -> list[FieldError]:
+    errs: list[FieldError] = []
+    name = dig(new, "metadata", "name", default="")
+    if old is None and name and not is_dns1123_subdomain(name):
+        # StatefulSet names are DNS-1123 labels (pods are named NAME-ORDINAL); the API server
+        # checks subdomains, so only the stricter part is added here
+        errs.extend(invalid("metadata.name", name, m) for m in is_dns1123_label(name))
     spec = new.get("spec") or {}
-    errs = _common_counts(spec)
     policy = spec.get("podManagementPolicy") or ""
-    if policy not in ("OrderedReady", "Parallel"):
-        errs.append(not_supported("spec.podManagementPolicy", policy, ("OrderedReady", "Parallel")))
+    if not policy:
+        errs.append(required("spec.podManagementPolicy"))
+    elif policy not in ("OrderedReady", "Parallel"):
+        errs.append(invalid("spec.podManagementPolicy", policy, "must be 'OrderedReady' or 'Parallel'"))
     strategy = spec.get("updateStrategy") or {}
-    kind = strategy.get("type")
-    if kind == "RollingUpdate":
-        errs.extend(
-            validate_nonnegative(
-                dig(strategy, "rollingUpdate", "partition"), "spec.updateStrategy.rollingUpdate.partition"
-            )
-        )
+    kind = strategy.get("type") or ""
+    if not kind:
+        errs.append(required("spec.updateStrategy"))
     elif kind == "OnDelete":
         if strategy.get("rollingUpdate") is not None:
             errs.append(
@@ -488,20 +520,43 @@ def validate_stateful_set(new: JSON, old: JSON | None) -> list[FieldError]:
                     "only allowed for updateStrategy 'RollingUpdate'",
                 )
             )
+    elif kind == "RollingUpdate":
+        partition = dig(strategy, "rollingUpdate", "partition")
+        errs.extend(validate_nonnegative(partition, "spec.updateStrategy.rollingUpdate.partition"))
     else:
-        errs.append(not_supported("spec.updateStrategy", strategy, ("RollingUpdate", "OnDelete")))
-    errs.extend(_selector_errors(spec, "statefulset"))
-    errs.extend(validate_template_for_controller(spec, "StatefulSet", skip_on_bad_selector=False))
-    for i, claim in enumerate(spec.get("volumeClaimTemplates") or []):
-        for err in validate_pvc(claim, None):
-            errs.append(
-                type(err)(
-                    err.type,
-                    err.field.replace("spec.", f"spec.volumeClaimTemplates[{i}].spec.", 1),
-                    err.detail,
-                    err.value,
+        errs.append(invalid("spec.updateStrategy", strategy, "must be 'RollingUpdate' or 'OnDelete'"))
+    retention = spec.get("persistentVolumeClaimRetentionPolicy")
+    if retention is not None:
+        for key in ("whenDeleted", "whenScaled"):
+            value = retention.get(key) or ""
+            if value not in ("Retain", "Delete"):
+                errs.append(
+                    not_supported(
+                        f"spec.persistentVolumeClaimRetentionPolicy.{key}", value, ("Retain", "Delete")
+                    )
                 )
+    errs.extend(validate_nonnegative(spec.get("replicas"), "spec.replicas"))
+    errs.extend(validate_nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds"))
+    errs.extend(validate_nonnegative(dig(spec, "ordinals", "start"), "spec.ordinals.start"))
+    selector = spec.get("selector")
+    if selector is None:
+        errs.append(required("spec.selector"))
+    else:
+        errs.extend(validate_label_selector(selector, "spec.selector"))
+        if not selector.get("matchLabels") and not selector.get("matchExpressions"):
+            errs.append(invalid("spec.selector", selector, "empty selector is invalid for statefulset"))
+    if not selector_parses(selector):
+        errs.append(invalid("spec.selector", selector, ""))
+        template_errs = validate_template_for_controller(
+            {**spec, "selector": {}}, "StatefulSet", skip_on_bad_selector=False, full_pod_spec=False
+        )
+        errs.extend(e for e in template_errs if e.field != "spec.template.metadata.labels")
+    else:
+        errs.extend(
+            validate_template_for_controller(
+                spec, "StatefulSet", skip_on_bad_selector=False, full_pod_spec=False
             )
+        )
     if old is not None:
         old_spec = copy.deepcopy(old.get("spec") or {})
         munged = copy.deepcopy(spec)

@@ -109,7 +109,17 @@ MISMATCH = (
             {"template": {**TEMPLATE, "metadata": {"labels": {"app": "other"}}}},
             [MISMATCH],
         ),
-        (DEPLOYMENTS, "Deployment", {"selector": None}, ["spec.selector: Required value"]),
+        (
+            DEPLOYMENTS,
+            "Deployment",
+            {"selector": None},
+            [
+                "spec.selector: Required value",
+                # a missing selector selects nothing, so kube also reports the template labels
+                "spec.template.metadata.labels: Invalid value: {'app': 'web'}: `selector` does not match "
+                "template `labels`",
+            ],
+        ),
         (
             DEPLOYMENTS,
             "Deployment",
@@ -177,10 +187,7 @@ MISMATCH = (
             STATEFUL_SETS,
             "StatefulSet",
             {"podManagementPolicy": "Random"},
-            [
-                'spec.podManagementPolicy: Unsupported value: "Random": supported values: '
-                '"OrderedReady", "Parallel"'
-            ],
+            ["spec.podManagementPolicy: Invalid value: \"Random\": must be 'OrderedReady' or 'Parallel'"],
         ),
     ],
 )
@@ -200,6 +207,38 @@ def test_selector_is_immutable(rt: ResourceType) -> None:
     scaled = copy.deepcopy(old)
     scaled["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.27"
     assert errors(rt, scaled, old) == []
+
+
+def test_daemon_set_rolling_update_rules() -> None:
+    both = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+    assert errors(DAEMON_SETS, defaulted(DAEMON_SETS, workload("DaemonSet", updateStrategy=both))) == [
+        "spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: 1: may not be set when "
+        "maxUnavailable is non-zero"
+    ]
+    none = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 0}}
+    assert errors(DAEMON_SETS, defaulted(DAEMON_SETS, workload("DaemonSet", updateStrategy=none))) == [
+        "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+    ]
+    deadline = copy.deepcopy(TEMPLATE)
+    deadline["spec"]["activeDeadlineSeconds"] = 5
+    assert errors(DAEMON_SETS, defaulted(DAEMON_SETS, workload("DaemonSet", template=deadline))) == [
+        "spec.template.spec.activeDeadlineSeconds: Forbidden: activeDeadlineSeconds in DaemonSet is "
+        "not Supported"
+    ]
+
+
+def test_stateful_set_template_may_mount_claim_templates() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    template["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    claim = {
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    body = workload("StatefulSet", serviceName="web", template=template, volumeClaimTemplates=[claim])
+    valid_defaulted(STATEFUL_SETS, body)
+    dotted = defaulted(STATEFUL_SETS, body)
+    dotted["metadata"]["name"] = "web.v2"
+    assert errors(STATEFUL_SETS, dotted) == ['metadata.name: Invalid value: "web.v2": must not contain dots']
 
 
 def test_stateful_set_update_rules() -> None:
