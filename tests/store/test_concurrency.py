@@ -99,17 +99,21 @@ def test_compare_and_swap_counter_under_contention(open_store: Callable[..., Sql
     assert final is not None and int(final.value) == threads_n * increments
 
 
-def _spawn(url: str, prefix: str, count: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(WRITER), url, prefix, str(count)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+def _spawn(url: str, prefix: str, count: int, stderr: Path) -> subprocess.Popen[str]:
+    """Start a writer and wait until its store is open. Read its stdout only through
+    ``proc.stdout`` afterwards (``communicate()`` would skip what readline buffered)."""
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(WRITER), url, prefix, str(count)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     assert proc.stdout is not None
     first = proc.stdout.readline().strip()
-    assert first == "ready", f"writer did not start: {first!r} {proc.stderr.read() if proc.stderr else ''}"
+    assert first == "ready", f"writer did not start: {first!r} {stderr.read_text()}"
     return proc
 
 
@@ -123,21 +127,23 @@ def _acks(lines: list[str]) -> dict[int, str]:
     return acked
 
 
-def test_processes_share_the_database(store_url: str, open_store: Callable[..., SqlStore]) -> None:
+def test_processes_share_the_database(
+    store_url: str, open_store: Callable[..., SqlStore], tmp_path: Path
+) -> None:
     store = open_store()
     watch = store.watch(P, store.current_revision())
-    procs = [_spawn(store_url, f"{P}proc{n}/", 60) for n in range(4)]
+    procs = [_spawn(store_url, f"{P}proc{n}/", 40, tmp_path / f"writer{n}.err") for n in range(4)]
     # this process writes at the same time
-    own = {store.create(f"{P}parent/{i}", b"p"): f"{P}parent/{i}" for i in range(60)}
+    own = {store.create(f"{P}parent/{i}", b"p"): f"{P}parent/{i}" for i in range(40)}
     acked: dict[int, str] = dict(own)
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        lines = [line + "\n" for line in out.splitlines()]
+    for n, proc in enumerate(procs):
+        assert proc.stdout is not None
+        lines = proc.stdout.readlines()
+        assert proc.wait(timeout=120) == 0, (tmp_path / f"writer{n}.err").read_text()
         for rev, key in _acks(lines).items():
             assert rev not in acked, f"revision {rev} given to two writers"
             acked[rev] = key
-    assert len(acked) == 5 * 60
+    assert len(acked) == 5 * 40
     events = drain(watch, len(acked))
     check_log(events, acked)
     assert all(e.type is EventType.PUT and e.prev is None for e in events)
@@ -145,10 +151,10 @@ def test_processes_share_the_database(store_url: str, open_store: Callable[..., 
 
 
 def test_kill_9_writer_loses_no_acknowledged_write(
-    store_url: str, open_store: Callable[..., SqlStore]
+    store_url: str, open_store: Callable[..., SqlStore], tmp_path: Path
 ) -> None:
     open_store()  # the schema exists before the victim starts
-    proc = _spawn(store_url, f"{P}victim/", 0)
+    proc = _spawn(store_url, f"{P}victim/", 0, tmp_path / "victim.err")
     assert proc.stdout is not None
     lines = [proc.stdout.readline() for _ in range(150)]
     os.kill(proc.pid, signal.SIGKILL)
