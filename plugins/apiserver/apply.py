@@ -474,6 +474,8 @@ def _with_named_fields(paths: set[Path]) -> set[Path]:
         for end in range(1, len(path)):
             if path[end - 1].startswith("f:"):
                 out.add(path[:end])
+    # metadata itself is never pruned: it holds the server-owned fields nobody manages
+    out.discard(("f:metadata",))
     return out
 
 

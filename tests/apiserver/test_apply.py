@@ -499,3 +499,27 @@ def test_status_subresource_apply_touches_status_only() -> None:
     applied["status"] = {"replicas": 2}
     obj = server_side_apply(obj, applied, "status-writer", False, DEPLOYMENT, T2, subresource="status")
     assert obj["status"] == {"replicas": 2}
+
+
+def test_dropping_the_last_metadata_field_keeps_metadata() -> None:
+    def cm(**meta: Any) -> dict:
+        return {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "d", **meta},
+            "data": {"k": "v"},
+        }
+
+    live = server_side_apply(
+        None, cm(labels={"a": "b"}, annotations={"x": "y"}), "alice", False, CONFIGMAP, T0
+    )
+    live["metadata"].update(uid="u-1", resourceVersion="3", creationTimestamp=T0)
+    obj = server_side_apply(live, cm(), "alice", False, CONFIGMAP, T1)
+    assert {k: v for k, v in obj["metadata"].items() if k != "managedFields"} == {
+        "name": "c",
+        "namespace": "d",
+        "uid": "u-1",
+        "resourceVersion": "3",
+        "creationTimestamp": T0,
+    }
+    assert obj["data"] == {"k": "v"}

@@ -282,3 +282,18 @@ def test_kubectl_patch_errors(cluster: Cluster, ns: str) -> None:
     proc = cluster.kubectl("patch", "cm", "errs", "-n", ns, "-p", json.dumps(bad_order), check=False)
     assert proc.returncode != 0
     assert cluster.kjson("get", "cm", "errs", "-n", ns)["data"] == {"k": "v"}
+
+
+def test_server_side_apply_dropping_all_labels(cluster: Cluster, ns: str) -> None:
+    cm = textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {{name: lab, namespace: {ns}, labels: {{a: b}}}}
+        data: {{key: one}}
+        """)
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=cm)
+    uid = cluster.kjson("get", "cm", "lab", "-n", ns)["metadata"]["uid"]
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=cm.replace(", labels: {a: b}", ""))
+    obj = cluster.kjson("get", "cm", "lab", "-n", ns)
+    assert obj["metadata"]["uid"] == uid and "labels" not in obj["metadata"]
+    assert obj["data"] == {"key": "one"}
