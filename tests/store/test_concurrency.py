@@ -107,14 +107,23 @@ def _spawn(url: str, prefix: str, count: int, stderr: Path) -> subprocess.Popen[
             [sys.executable, str(WRITER), url, prefix, str(count)],
             stdout=subprocess.PIPE,
             stderr=err,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert proc.stdout is not None
-    first = proc.stdout.readline().strip()
-    assert first == "ready", f"writer did not start: {first!r} {stderr.read_text()}"
     return proc
+
+
+def _start(*procs: subprocess.Popen[str]) -> None:
+    """Wait until every writer is ready, then let them all go."""
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdin is not None
+        first = proc.stdout.readline().strip()
+        assert first == "ready", f"writer did not start: {first!r}"
+    for proc in procs:
+        proc.stdin.write("go\n")  # type: ignore[union-attr]
+        proc.stdin.close()  # type: ignore[union-attr]
 
 
 def _acks(lines: list[str]) -> dict[int, str]:
@@ -133,6 +142,7 @@ def test_processes_share_the_database(
     store = open_store()
     watch = store.watch(P, store.current_revision())
     procs = [_spawn(store_url, f"{P}proc{n}/", 40, tmp_path / f"writer{n}.err") for n in range(4)]
+    _start(*procs)
     # this process writes at the same time
     own = {store.create(f"{P}parent/{i}", b"p"): f"{P}parent/{i}" for i in range(40)}
     acked: dict[int, str] = dict(own)
@@ -155,6 +165,7 @@ def test_kill_9_writer_loses_no_acknowledged_write(
 ) -> None:
     open_store()  # the schema exists before the victim starts
     proc = _spawn(store_url, f"{P}victim/", 0, tmp_path / "victim.err")
+    _start(proc)
     assert proc.stdout is not None
     lines = [proc.stdout.readline() for _ in range(150)]
     os.kill(proc.pid, signal.SIGKILL)
