@@ -524,8 +524,10 @@ def validate_pod_spec(spec: JSON | None, path: str) -> list[FieldError]:
     errs.extend(volume_errs)
     host_network = bool(spec.get("hostNetwork"))
     names: set[str] = set()
-    containers = spec.get("containers") or []
-    for key in ("initContainers", "containers"):
+    if not spec.get("containers"):
+        errs.append(required(f"{path}.containers"))
+    # regular containers first: a clashing init container is the one reported as a duplicate
+    for key in ("containers", "initContainers"):
         for i, container in enumerate(spec.get(key) or []):
             p = f"{path}.{key}[{i}]"
             name = container.get("name") or ""
@@ -537,8 +539,6 @@ def validate_pod_spec(spec: JSON | None, path: str) -> list[FieldError]:
                     errs.append(duplicate(f"{p}.name", name))
             names.add(name)
             errs.extend(_validate_container(container, p, volumes, host_network, key == "initContainers"))
-    if not containers:
-        errs.append(required(f"{path}.containers"))
     restart = spec.get("restartPolicy") or ""
     if not restart:
         errs.append(required(f"{path}.restartPolicy"))

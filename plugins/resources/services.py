@@ -36,6 +36,7 @@ TRAFFIC_POLICIES = ("Cluster", "Local")
 IP_FAMILY_POLICIES = ("PreferDualStack", "RequireDualStack", "SingleStack")
 IP_FAMILIES = ("IPv4", "IPv6")
 DEFAULT_CLIENT_IP_TIMEOUT = 10800
+KUBELET_PORT = 10250
 
 
 def _externally_accessible(spec: JSON) -> bool:
@@ -92,17 +93,36 @@ def _int_or_name_errors(value: Any, path: str) -> list[FieldError]:
 
 
 def validate_service(new: JSON, old: JSON | None) -> list[FieldError]:
-    # the name (a DNS-1035 label) is checked by the API server's validate_object_meta call
+    """ValidateServiceUpdate + ValidateService, in kube's order of checks.
+
+    The name (a DNS-1035 label) is checked by the API server's validate_object_meta call.
+    """
     errs: list[FieldError] = []
     spec = new.get("spec") or {}
     kind = spec.get("type") or ""
     cluster_ip = spec.get("clusterIP") or ""
     headless = cluster_ip == "None"
-    if kind not in SERVICE_TYPES:
-        errs.append(not_supported("spec.type", kind, SERVICE_TYPES) if kind else required("spec.type"))
+    if old is not None:
+        old_spec = old.get("spec") or {}
+        old_ip = old_spec.get("clusterIP") or ""
+        # an empty clusterIP on update means "keep the allocated one" (the registry copies it)
+        if old_ip and cluster_ip and old_spec.get("type") != "ExternalName" and kind != "ExternalName":
+            errs.extend(validate_immutable(cluster_ip, old_ip, "spec.clusterIP"))
     ports = spec.get("ports") or []
     if not ports and not headless and kind != "ExternalName":
         errs.append(required("spec.ports"))
+    if kind == "LoadBalancer":
+        for i, port in enumerate(ports):
+            if port.get("port") == KUBELET_PORT:
+                errs.append(
+                    invalid(
+                        f"spec.ports[{i}]",
+                        KUBELET_PORT,
+                        "may not expose port 10250 externally since it is used by kubelet",
+                    )
+                )
+    if kind in ("LoadBalancer", "NodePort") and headless:
+        errs.append(invalid("spec.clusterIP", cluster_ip, f"may not be set to 'None' for {kind} services"))
     if kind == "ExternalName":
         if spec.get("clusterIPs"):
             errs.append(forbidden("spec.clusterIPs", "may not be set for ExternalName services"))
@@ -110,12 +130,8 @@ def validate_service(new: JSON, old: JSON | None) -> list[FieldError]:
         if not external_name:
             errs.append(required("spec.externalName"))
         else:
-            errs.extend(
-                invalid("spec.externalName", external_name, m)
-                for m in is_dns1123_subdomain(external_name.rstrip("."))
-            )
+            errs.extend(_fqdn_errors(external_name, "spec.externalName"))
     names: set[str] = set()
-    seen: set[tuple[Any, Any]] = set()
     for i, port in enumerate(ports):
         p = f"spec.ports[{i}]"
         port_name = port.get("name") or ""
@@ -134,44 +150,64 @@ def validate_service(new: JSON, old: JSON | None) -> list[FieldError]:
         elif protocol not in PROTOCOLS:
             errs.append(not_supported(f"{p}.protocol", protocol, PROTOCOLS))
         errs.extend(_int_or_name_errors(port.get("targetPort"), f"{p}.targetPort"))
-        if port.get("nodePort") and kind == "ClusterIP":
-            errs.append(forbidden(f"{p}.nodePort", "may not be used when `type` is 'ClusterIP'"))
-        key = (number, protocol)
-        if key in seen:
-            errs.append(duplicate(p, {"port": number, "protocol": protocol}))
-        seen.add(key)
+    errs.extend(validate_labels(spec.get("selector"), "spec.selector"))
     affinity = spec.get("sessionAffinity") or ""
-    if affinity not in SESSION_AFFINITIES:
+    if not affinity:
+        errs.append(required("spec.sessionAffinity"))
+    elif affinity not in SESSION_AFFINITIES:
         errs.append(not_supported("spec.sessionAffinity", affinity, SESSION_AFFINITIES))
-    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
-    if timeout is not None and not 0 < timeout <= 86400:
-        errs.append(
-            invalid(
-                "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
-                timeout,
-                "must be greater than 0 and less than 86400",
-            )
-        )
-    if cluster_ip and not headless:
-        for i, ip in enumerate(spec.get("clusterIPs") or [cluster_ip]):
-            if ip != "None":
-                errs.extend(invalid(f"spec.clusterIPs[{i}]", ip, m) for m in is_valid_ip(ip))
-        if (spec.get("clusterIPs") or [cluster_ip])[0] != cluster_ip:
+    if affinity == "ClientIP":
+        timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get("timeoutSeconds")
+        if timeout is not None and not 0 < timeout <= 86400:
             errs.append(
-                invalid("spec.clusterIPs", spec.get("clusterIPs"), "first value must match `clusterIP`")
+                invalid(
+                    "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+                    timeout,
+                    "must be greater than 0 and less than 86400",
+                )
             )
+    elif affinity == "None" and spec.get("sessionAffinityConfig") is not None:
+        errs.append(forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None"))
+    cluster_ips = spec.get("clusterIPs") or []
+    if cluster_ips and cluster_ips[0] != cluster_ip:
+        errs.append(invalid("spec.clusterIPs", cluster_ips, "first value must match `clusterIP`"))
+    for i, ip in enumerate(cluster_ips):
+        if ip != "None":
+            errs.extend(invalid(f"spec.clusterIPs[{i}]", ip, m) for m in is_valid_ip(ip))
     for i, ip in enumerate(spec.get("externalIPs") or []):
         errs.extend(invalid(f"spec.externalIPs[{i}]", ip, m) for m in is_valid_ip(ip))
+    if not kind:
+        errs.append(required("spec.type"))
+    elif kind not in SERVICE_TYPES:
+        errs.append(not_supported("spec.type", kind, SERVICE_TYPES))
+    seen: set[tuple[Any, Any]] = set()
+    node_ports: set[tuple[Any, Any]] = set()
+    for i, port in enumerate(ports):
+        p = f"spec.ports[{i}]"
+        if kind == "ClusterIP" and port.get("nodePort"):
+            errs.append(forbidden(f"{p}.nodePort", "may not be used when `type` is 'ClusterIP'"))
+        if port.get("nodePort"):
+            node_key = (port.get("protocol"), port["nodePort"])
+            if node_key in node_ports:
+                errs.append(duplicate(f"{p}.nodePort", port["nodePort"]))
+            node_ports.add(node_key)
+    for i, port in enumerate(ports):
+        key = (port.get("port") or 0, port.get("protocol") or "")
+        if key in seen:
+            errs.append(duplicate(f"spec.ports[{i}]", {"port": key[0], "protocol": key[1]}))
+        seen.add(key)
     etp = spec.get("externalTrafficPolicy")
-    if etp:
-        if not _externally_accessible(spec):
+    if not _externally_accessible(spec):
+        if etp:
             errs.append(
                 invalid(
                     "spec.externalTrafficPolicy", etp, "may only be set for externally-accessible services"
                 )
             )
-        elif etp not in TRAFFIC_POLICIES:
-            errs.append(not_supported("spec.externalTrafficPolicy", etp, TRAFFIC_POLICIES))
+    elif not etp:
+        errs.append(required("spec.externalTrafficPolicy"))
+    elif etp not in TRAFFIC_POLICIES:
+        errs.append(not_supported("spec.externalTrafficPolicy", etp, TRAFFIC_POLICIES))
     itp = spec.get("internalTrafficPolicy")
     if itp and itp not in TRAFFIC_POLICIES:
         errs.append(not_supported("spec.internalTrafficPolicy", itp, TRAFFIC_POLICIES))
@@ -181,14 +217,22 @@ def validate_service(new: JSON, old: JSON | None) -> list[FieldError]:
     for i, family in enumerate(spec.get("ipFamilies") or []):
         if family not in IP_FAMILIES:
             errs.append(not_supported(f"spec.ipFamilies[{i}]", family, IP_FAMILIES))
-    errs.extend(validate_labels(spec.get("selector"), "spec.selector"))
-    if old is not None:
-        old_spec = old.get("spec") or {}
-        old_ip = old_spec.get("clusterIP") or ""
-        # an empty clusterIP on update means "keep the allocated one" (the registry copies it)
-        if old_ip and cluster_ip and old_spec.get("type") != "ExternalName" and kind != "ExternalName":
-            errs.extend(validate_immutable(cluster_ip, old_ip, "spec.clusterIP"))
     return errs
+
+
+def _fqdn_errors(name: str, path: str) -> list[FieldError]:
+    """IsFullyQualifiedDomainName: a subdomain of at least two labels (a trailing dot is fine)."""
+    name = name[:-1] if name.endswith(".") else name
+    problems = is_dns1123_subdomain(name)
+    if problems:
+        return [invalid(path, name, ",".join(problems))]
+    if len(name.split(".")) < 2:
+        return [invalid(path, name, "should be a domain with at least two segments separated by dots")]
+    for label in name.split("."):
+        problems = is_dns1123_label(label)
+        if problems:
+            return [invalid(path, label, ",".join(problems))]
+    return []
 
 
 SERVICE_COLUMNS = (

@@ -101,6 +101,24 @@ def test_service_defaults() -> None:
         ("web", {"type": "ExternalName", "ports": None}, ["spec.externalName: Required value"]),
         (
             "web",
+            {"type": "ExternalName", "ports": None, "externalName": "db"},
+            [
+                'spec.externalName: Invalid value: "db": should be a domain with at least two '
+                "segments separated by dots"
+            ],
+        ),
+        (
+            "web",
+            {"type": "NodePort", "clusterIP": "None"},
+            ["spec.clusterIP: Invalid value: \"None\": may not be set to 'None' for NodePort services"],
+        ),
+        (
+            "web",
+            {"ports": [{"name": "a", "port": 80}, {"name": "b", "port": 80}]},
+            ["spec.ports[1]: Duplicate value: {'port': 80, 'protocol': 'TCP'}"],
+        ),
+        (
+            "web",
             {"externalTrafficPolicy": "Local"},
             [
                 'spec.externalTrafficPolicy: Invalid value: "Local": may only be set for '
