@@ -13,6 +13,7 @@ over with ``call_soon_threadsafe``), so a watch registration is atomic with resp
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -27,7 +28,8 @@ from loguru import logger
 
 log = logger.bind(component="apiserver")
 
-RING_SIZE = 1000
+#: recent events kept per kind for watches from an older resourceVersion (env override for tests)
+RING_SIZE = int(os.environ.get("KYBERN_WATCH_CACHE_EVENTS", "1000"))
 WATCHER_BUFFER = 10_000
 
 

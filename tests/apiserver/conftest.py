@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+#: a small watch-cache ring so tests can push a resourceVersion out of it quickly
+WATCH_CACHE_EVENTS = 100
 
 
 def free_port() -> int:
@@ -116,7 +118,8 @@ def start_cluster(base: Path) -> Cluster:
     if kybern_bin.exists():
         cmd = [str(kybern_bin), *cmd[3:]]
     log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    env = {**os.environ, "KYBERN_WATCH_CACHE_EVENTS": str(WATCH_CACHE_EVENTS)}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     cluster = Cluster(data_dir, data_dir / "kubeconfig.yaml", port, base / "kubectl-cache", proc, log_path)
     deadline = time.monotonic() + 60
     import ssl
