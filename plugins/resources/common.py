@@ -227,8 +227,11 @@ def name_of(data: JSON) -> str:
 
 
 def age_of(data: JSON) -> str:
-    """The Age cell: the creationTimestamp, turned into "5m3s" by the API server."""
-    return dig(data, "metadata", "creationTimestamp", default="")
+    """The Age cell: the creationTimestamp, turned into "5m3s" by the API server.
+
+    Without one, kube prints "<unknown>" (translateTimestampSince of a zero time).
+    """
+    return dig(data, "metadata", "creationTimestamp", default="") or "<unknown>"
 
 
 # --------------------------------------------------------------------------- misc

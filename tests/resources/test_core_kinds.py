@@ -45,7 +45,7 @@ def test_namespace() -> None:
     assert out["metadata"]["labels"] == {"kubernetes.io/metadata.name": "team-a"}
     assert out["spec"] == {"finalizers": ["kubernetes"]}
     assert out["status"] == {"phase": "Active"}
-    assert row(NAMESPACES, out) == ["team-a", "Active", ""]
+    assert row(NAMESPACES, out) == ["team-a", "Active", "<unknown>"]
     assert NAMESPACES.field_selectors["status.phase"](decode(NAMESPACES, out)) == "Active"
     bad = defaulted(NAMESPACES, obj("Namespace", "ns", None, spec={"finalizers": ["custom"]}))
     assert errors(NAMESPACES, bad) == [
@@ -91,7 +91,7 @@ def test_node() -> None:
     assert out["status"]["capacity"] == {"cpu": "4", "memory": "8Gi", "pods": "110"}
     assert out["status"]["allocatable"] == out["status"]["capacity"]
     assert row(NODES, out) == [
-        "node-1", "Ready,SchedulingDisabled", "control-plane,edge", "", "v1.32.0",
+        "node-1", "Ready,SchedulingDisabled", "control-plane,edge", "<unknown>", "v1.32.0",
         "192.168.1.5", "<none>", "Debian", "6.1", "podman://5.0",
     ]  # fmt: skip
     assert NODES.field_selectors["spec.unschedulable"](decode(NODES, out)) == "true"
@@ -119,7 +119,7 @@ def test_config_map() -> None:
     cm = obj("ConfigMap", data={"a.conf": "x", "b": "y"}, binaryData={"c": b64("z")})
     assert errors(CONFIG_MAPS, cm) == []
     kubernetes_ok = defaulted(CONFIG_MAPS, cm)
-    assert row(CONFIG_MAPS, kubernetes_ok) == ["x", 3, ""]
+    assert row(CONFIG_MAPS, kubernetes_ok) == ["x", 3, "<unknown>"]
     bad = obj("ConfigMap", data={"bad key": "x", "c": "y"}, binaryData={"c": b64("z")})
     assert errors(CONFIG_MAPS, bad) == [
         'data[bad key]: Invalid value: "bad key": a valid config key must consist of alphanumeric '
@@ -143,7 +143,7 @@ def test_secret() -> None:
     assert out["type"] == "Opaque"
     assert out["data"] == {"user": b64("admin"), "pass": b64("s3cret")}
     assert "stringData" not in out
-    assert row(SECRETS, out) == ["x", "Opaque", 2, ""]
+    assert row(SECRETS, out) == ["x", "Opaque", 2, "<unknown>"]
     assert SECRETS.field_selectors["type"](decode(SECRETS, out)) == "Opaque"
     tls = defaulted(SECRETS, obj("Secret", type="kubernetes.io/tls", data={"tls.crt": b64("c")}))
     assert errors(SECRETS, tls) == ["data[tls.key]: Required value"]
@@ -161,7 +161,7 @@ def test_secret() -> None:
 
 def test_service_account() -> None:
     sa = obj("ServiceAccount", "default", secrets=[{"name": "tok"}])
-    assert row(SERVICE_ACCOUNTS, sa) == ["default", 1, ""]
+    assert row(SERVICE_ACCOUNTS, sa) == ["default", 1, "<unknown>"]
     assert SERVICE_ACCOUNTS.short_names == ("sa",)
 
 
@@ -228,7 +228,7 @@ def test_persistent_volume() -> None:
     out["spec"]["claimRef"] = {"namespace": "default", "name": "data"}
     out["spec"]["storageClassName"] = "local"
     assert row(PERSISTENT_VOLUMES, out) == [
-        "pv1", "10Gi", "RWO", "Retain", "Pending", "default/data", "local", "<unset>", "", "", "Filesystem",
+        "pv1", "10Gi", "RWO", "Retain", "Pending", "default/data", "local", "<unset>", "", "<unknown>", "Filesystem",
     ]  # fmt: skip
     assert errors(
         PERSISTENT_VOLUMES, defaulted(PERSISTENT_VOLUMES, pv(accessModes=[], hostPath=None, capacity=None))
@@ -262,7 +262,7 @@ def test_persistent_volume_claim() -> None:
         "",
         "",
         "<unset>",
-        "",
+        "<unknown>",
         "Filesystem",
     ]
     bound = copy.deepcopy(out)
@@ -299,7 +299,7 @@ def test_lease() -> None:
         spec={"holderIdentity": "node-1", "leaseDurationSeconds": 40},
     )
     assert errors(LEASES, lease) == []
-    assert row(LEASES, lease) == ["node-1", "node-1", ""]
+    assert row(LEASES, lease) == ["node-1", "node-1", "<unknown>"]
     bad = obj(
         "Lease",
         "l",
@@ -332,7 +332,7 @@ def test_endpoint_slice() -> None:
         "IPv4",
         "80,9090",
         "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more...",
-        "",
+        "<unknown>",
     ]
     assert row(ENDPOINT_SLICES, eps(addressType="IPv4"))[2:4] == ["<unset>", "<unset>"]
     bad = defaulted(ENDPOINT_SLICES, eps(addressType="IPv5", endpoints=[{"addresses": []}]))

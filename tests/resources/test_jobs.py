@@ -133,7 +133,7 @@ def test_job_rows() -> None:
         "conditions": [{"type": "Complete", "status": "True"}],
     }
     selector = f"batch.kubernetes.io/controller-uid={UID}"
-    assert row(JOBS, body) == ["pi", "Complete", "1/1", "7s", "", "pi", "perl:5.34", selector]
+    assert row(JOBS, body) == ["pi", "Complete", "1/1", "7s", "<unknown>", "pi", "perl:5.34", selector]
     running = defaulted(JOBS, job(parallelism=3, completions=None))
     running["status"] = {"startTime": _ago(minutes=4), "active": 3}
     cells = row(JOBS, running)

@@ -144,7 +144,15 @@ def test_cluster_ip_is_immutable() -> None:
 
 def test_service_rows() -> None:
     body = defaulted(SERVICES, svc(clusterIP="10.96.0.10"))
-    assert row(SERVICES, body) == ["web", "ClusterIP", "10.96.0.10", "<none>", "80/TCP", "", "app=web"]
+    assert row(SERVICES, body) == [
+        "web",
+        "ClusterIP",
+        "10.96.0.10",
+        "<none>",
+        "80/TCP",
+        "<unknown>",
+        "app=web",
+    ]
     lb = defaulted(
         SERVICES, svc(type="LoadBalancer", clusterIP="10.96.0.11", ports=[{"port": 443, "nodePort": 31443}])
     )
@@ -154,7 +162,15 @@ def test_service_rows() -> None:
     ext = defaulted(
         SERVICES, svc(type="ExternalName", externalName="db.example.com", ports=None, selector=None)
     )
-    assert row(SERVICES, ext) == ["web", "ExternalName", "<none>", "db.example.com", "<none>", "", "<none>"]
+    assert row(SERVICES, ext) == [
+        "web",
+        "ExternalName",
+        "<none>",
+        "db.example.com",
+        "<none>",
+        "<unknown>",
+        "<none>",
+    ]
 
 
 def endpoints(subsets: list[dict[str, Any]]) -> dict[str, Any]:
@@ -170,8 +186,12 @@ def test_endpoints() -> None:
     subset = {"addresses": [{"ip": f"10.0.0.{i}"} for i in range(1, 5)], "ports": [{"port": 8080}]}
     out = valid_defaulted(ENDPOINTS, endpoints([subset]))
     assert out["subsets"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
-    assert row(ENDPOINTS, out) == ["web", "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 + 1 more...", ""]
-    assert row(ENDPOINTS, endpoints([])) == ["web", "<none>", ""]
+    assert row(ENDPOINTS, out) == [
+        "web",
+        "10.0.0.1:8080,10.0.0.2:8080,10.0.0.3:8080 + 1 more...",
+        "<unknown>",
+    ]
+    assert row(ENDPOINTS, endpoints([])) == ["web", "<none>", "<unknown>"]
     bad = defaulted(
         ENDPOINTS, endpoints([{"addresses": [{"ip": "nope"}], "ports": [{"port": 1}, {"port": 2}]}, {}])
     )

@@ -270,12 +270,24 @@ def test_rows() -> None:
     ]
     rs = defaulted(REPLICA_SETS, workload("ReplicaSet"))
     rs["status"] = {"replicas": 1}
-    assert row(REPLICA_SETS, rs) == ["web", 1, 1, 0, "", "app", "nginx:1.25", "app=web"]
+    assert row(REPLICA_SETS, rs) == ["web", 1, 1, 0, "<unknown>", "app", "nginx:1.25", "app=web"]
     ds = defaulted(DAEMON_SETS, workload("DaemonSet"))
     ds["status"] = {"desiredNumberScheduled": 2, "currentNumberScheduled": 2, "numberReady": 1}
-    assert row(DAEMON_SETS, ds) == ["web", 2, 2, 1, 0, 0, "<none>", "", "app", "nginx:1.25", "app=web"]
+    assert row(DAEMON_SETS, ds) == [
+        "web",
+        2,
+        2,
+        1,
+        0,
+        0,
+        "<none>",
+        "<unknown>",
+        "app",
+        "nginx:1.25",
+        "app=web",
+    ]
     sts = defaulted(STATEFUL_SETS, workload("StatefulSet", replicas=2))
-    assert row(STATEFUL_SETS, sts) == ["web", "0/2", "", "app", "nginx:1.25"]
+    assert row(STATEFUL_SETS, sts) == ["web", "0/2", "<unknown>", "app", "nginx:1.25"]
     assert [c.name for c in DAEMON_SETS.table_columns] == [
         "Name", "Desired", "Current", "Ready", "Up-to-date", "Available", "Node Selector", "Age",
         "Containers", "Images", "Selector",
@@ -303,7 +315,7 @@ def test_controller_revision() -> None:
         "revision": 2,
     }
     assert errors(CONTROLLER_REVISIONS, rev) == []
-    assert row(CONTROLLER_REVISIONS, rev) == ["web-5d8f", "daemonset.apps/web", 2, ""]
+    assert row(CONTROLLER_REVISIONS, rev) == ["web-5d8f", "daemonset.apps/web", 2, "<unknown>"]
     changed = copy.deepcopy(rev)
     changed["data"] = {"spec": {"x": 1}}
     assert errors(CONTROLLER_REVISIONS, changed, rev) == [
