@@ -228,7 +228,8 @@ def test_persistent_volume() -> None:
     out["spec"]["claimRef"] = {"namespace": "default", "name": "data"}
     out["spec"]["storageClassName"] = "local"
     assert row(PERSISTENT_VOLUMES, out) == [
-        "pv1", "10Gi", "RWO", "Retain", "Pending", "default/data", "local", "<unset>", "", "<unknown>", "Filesystem",
+        "pv1", "10Gi", "RWO", "Retain", "Pending", "default/data",
+        "local", "<unset>", "", "<unknown>", "Filesystem",
     ]  # fmt: skip
     assert errors(
         PERSISTENT_VOLUMES, defaulted(PERSISTENT_VOLUMES, pv(accessModes=[], hostPath=None, capacity=None))
