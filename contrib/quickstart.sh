@@ -10,13 +10,15 @@
 # 3. waits for https://127.0.0.1:6443/readyz;
 # 4. applies contrib/manifests/demo.yaml (namespace demo: a ConfigMap, a Deployment of busybox
 #    httpd, a Service) and shows what came up.
-# Run it again at any time: every step checks first.
+# Run it again at any time: every step checks first. KYBERN_PORT (6443) and KYBERN_DATA_DIR
+# (/var/lib/kybern) choose another port or state directory.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LOG=/var/log/kybern.log
 PIDFILE=/run/kybern.pid
 PORT=${KYBERN_PORT:-6443}
+DATA_DIR=${KYBERN_DATA_DIR:-/var/lib/kybern}
 READY_URL=https://127.0.0.1:$PORT/readyz
 READY_TIMEOUT=${KYBERN_READY_TIMEOUT:-120}
 export PATH="/usr/local/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin"
@@ -36,6 +38,7 @@ if ready; then
   say "a kybern server already answers on $READY_URL"
 elif uses_systemd; then
   install -m 0644 "$REPO/contrib/systemd/kybern.service" /etc/systemd/system/kybern.service
+  echo "KYBERN_SERVER_ARGS=--https-listen-port $PORT --data-dir $DATA_DIR" >/etc/default/kybern
   systemctl daemon-reload
   systemctl enable --now kybern.service
   say "started kybern.service (journalctl -u kybern -f for its log)"
@@ -44,7 +47,7 @@ else
   if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     say "kybern server (pid $(cat "$PIDFILE")) is starting"
   else
-    nohup kybern server --https-listen-port "$PORT" >>"$LOG" 2>&1 </dev/null &
+    nohup kybern server --https-listen-port "$PORT" --data-dir "$DATA_DIR" >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     say "started kybern server (pid $!, log $LOG)"
   fi
@@ -61,30 +64,35 @@ until ready; do
   sleep 1
 done
 say "server ready"
+k() { kybern kubectl --data-dir "$DATA_DIR" "$@"; }
+kk="kybern kubectl" # as the user types it
+[[ $DATA_DIR == /var/lib/kybern ]] || kk+=" --data-dir $DATA_DIR"
 
-kybern kubectl apply -f "$REPO/contrib/manifests/demo.yaml"
+k apply -f "$REPO/contrib/manifests/demo.yaml"
 
 say "waiting up to 60s for the demo pods"
 running=0
-for _ in $(seq 60); do
-  running=$(kybern kubectl get pods -n demo -l app=web \
+deadline=$((SECONDS + 60))
+while ((SECONDS < deadline)); do
+  running=$(k get pods -n demo -l app=web \
     -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' 2>/dev/null | grep -c '^Running$' || true)
   ((running >= 2)) && break
   sleep 1
 done
-kybern kubectl get all -n demo || true
+k get all -n demo || true
 if ((running >= 2)); then
-  say "the demo app runs: kybern kubectl port-forward -n demo svc/web 8080:80, then curl localhost:8080"
+  say "the demo app runs; ask it for its page: $kk exec deploy/web -n demo -- wget -qO- localhost:8080"
 else
-  say "the demo pods are not running (yet). In this version of kybern no node agent starts containers,"
-  say "so pods stay Pending: that is expected. The API, objects and kubectl work already."
+  say "the demo pods are not running. Until kybern's controllers and node agent land, a Deployment"
+  say "gets no running pods (none are created, or they stay Pending): that is expected for now."
+  say "The API server, the stored objects and kubectl work already."
 fi
 cat <<EOF
 
 Try next:
-  kybern kubectl get all -n demo
-  kybern kubectl describe deployment web -n demo
-  kybern kubectl scale deployment web -n demo --replicas=3
-  kybern kubectl delete namespace demo
+  $kk get all -n demo
+  $kk describe deployment web -n demo
+  $kk scale deployment web -n demo --replicas=3
+  $kk delete namespace demo
 Server log: $LOG
 EOF
