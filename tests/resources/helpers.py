@@ -23,7 +23,8 @@ def defaulted(rt: ResourceType, data: dict[str, Any]) -> dict[str, Any]:
 
 def errors(rt: ResourceType, new: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
     """``field: message`` lines, as kubectl prints the causes of a 422."""
-    assert rt.validate is not None
+    if rt.validate is None:
+        return []
     causes: list[FieldError] = rt.validate(decode(rt, new), decode(rt, old) if old is not None else None)
     return [f"{c.field}: {c.message()}" for c in causes]
 

@@ -356,3 +356,26 @@ def test_endpoint_slice() -> None:
 @pytest.mark.parametrize("rt", [NAMESPACES, NODES, PERSISTENT_VOLUMES])
 def test_cluster_scoped(rt: Any) -> None:
     assert rt.namespaced is False
+
+
+@pytest.mark.parametrize(
+    ("rt", "body"),
+    [
+        (CONFIG_MAPS, obj("ConfigMap", data={"a": "1"})),
+        (SERVICE_ACCOUNTS, obj("ServiceAccount", "builder")),
+        (
+            EVENTS,
+            obj(
+                "Event",
+                "web.1",
+                involvedObject={"kind": "Pod", "namespace": "default", "name": "web"},
+                reason="Started",
+                type="Normal",
+            ),
+        ),
+        (LEASES, obj("Lease", "l", api_version="coordination.k8s.io/v1", spec={"holderIdentity": "a"})),
+    ],
+    ids=lambda v: getattr(v, "plural", ""),
+)
+def test_remaining_kinds_match_the_strict_schema(rt: Any, body: dict[str, Any]) -> None:
+    valid_defaulted(rt, body)
