@@ -309,8 +309,9 @@ class ContainerRuntime(Protocol):
         Returns the running sandbox (with its IP) if one already exists for the uid."""
         ...
 
-    async def stop_pod_sandbox(self, uid: str) -> None:
-        """Stop every container of the pod and the sandbox (pod deletion, sandbox changes)."""
+    async def stop_pod_sandbox(self, uid: str, timeout_s: int = 10) -> None:
+        """Stop every container of the pod and the sandbox (pod deletion, sandbox changes);
+        ``timeout_s`` is the grace period before SIGKILL."""
         ...
 
     async def remove_pod_sandbox(self, uid: str) -> None:
@@ -319,6 +320,12 @@ class ContainerRuntime(Protocol):
 
     async def list_sandboxes(self) -> list[SandboxStatus]:
         """Every kybern sandbox on the node, for adoption after an agent restart."""
+        ...
+
+    async def remove_unowned(self, keep_uids: set[str]) -> list[str]:
+        """Remove sandboxes and containers of pods not in ``keep_uids`` (pods deleted while
+        the agent was down); returns the uids removed. The kubelet calls it after its first
+        sync, once it knows which pods are bound to the node."""
         ...
 
     async def create_container(self, sandbox: SandboxStatus, spec: ContainerSpec) -> str:

@@ -15,6 +15,8 @@ import asyncio
 import hashlib
 import ipaddress
 import json
+import os
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -272,7 +274,7 @@ class PodmanRuntime:
                 return present
             if policy == "Never":
                 raise ImagePullError(
-                    "ErrImageNeverPull", f'image "{image}" is not present with pull policy of Never'
+                    "ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never'
                 )
         host = _registry_host(image)
         params = {
@@ -429,7 +431,12 @@ class PodmanRuntime:
         if spec.cgroup_parent:
             body["cgroup_parent"] = spec.cgroup_parent
         body = {k: v for k, v in body.items() if v is not None}
-        created = await self._api("post", "/pods/create", body=body)
+        try:
+            created = await self._api("post", "/pods/create", body=body)
+        except ContainerRuntimeError as exc:  # e.g. the network does not exist
+            raise ContainerStartError(
+                f"creating the sandbox of {spec.namespace}/{spec.name}: {exc}"
+            ) from None
         pod_id = created["Id"]
         try:
             await self._api("post", f"/pods/{pod_id}/start")
@@ -453,6 +460,8 @@ class PodmanRuntime:
 
     async def remove_pod_sandbox(self, uid: str) -> None:
         pod = await self._find_pod(uid)
+        for ctr in await self._raw_containers(uid):
+            self._exited.pop(ctr["Id"], None)
         if pod is not None:
             # SIGKILL first: removing means the grace period is over (stop_* gave it), and a
             # PID 1 ignoring SIGTERM would otherwise hold the removal for Podman's 10 s
@@ -665,8 +674,21 @@ class PodmanRuntime:
 
         try:
             return await asyncio.wait_for(run(), timeout)
+        except TimeoutError:
+            await self._kill_exec(session)
+            raise
         finally:
             await session.close()
+
+    async def _kill_exec(self, session: streams.PodmanExecSession) -> None:
+        """A timed-out probe must not leave its process behind (Podman 4.3 has no API to
+        stop an exec session): its host PID is in the session, and the service is local."""
+        try:
+            pid = int((await session.inspect()).get("Pid") or 0)
+            if pid > 0:
+                os.kill(pid, signal.SIGKILL)
+        except (ContainerRuntimeError, OSError) as exc:
+            log.debug("could not kill timed-out exec {}: {}", session.exec_id, exc)
 
     async def stats(self, id: str) -> ContainerStats:
         data = await self._api("get", "/containers/stats", {"containers": id, "stream": False})

@@ -11,6 +11,7 @@ import re
 import socket
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,14 @@ def test_logs_tail_timestamps_follow(runtime: PodmanRuntime) -> None:
             re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d) ", ln) for ln in lines
         ), lines
         assert lines[-1].endswith(" late")
+        done = next(s for s in await runtime.list_containers(spec.uid) if s.id == cid)
+        assert done.started_at and done.finished_at
+        since_start = b"".join([c async for c in runtime.container_logs(cid, since=done.started_at)])
+        assert since_start.decode().splitlines()[-1] == "late"
+        after_end = b"".join(
+            [c async for c in runtime.container_logs(cid, since=done.finished_at + timedelta(seconds=1))]
+        )
+        assert after_end == b""
         await runtime.remove_pod_sandbox(spec.uid)
 
     asyncio.run(main())
@@ -229,6 +238,36 @@ def test_follow_stops_when_consumer_stops(runtime: PodmanRuntime) -> None:
     asyncio.run(main())
 
 
+def test_stop_container_sigterm_then_sigkill(runtime: PodmanRuntime) -> None:
+    async def main() -> None:
+        spec = sandbox_spec("stopper")
+        sandbox = await runtime.run_pod_sandbox(spec)
+        polite = ContainerSpec(
+            name="polite",
+            image=BUSYBOX,
+            command=["sh", "-c", "trap 'echo bye; exit 0' TERM; while :; do sleep 0.1; done"],
+        )
+        polite_id = await run_container(runtime, sandbox, polite)
+        stubborn_id = await run_container(runtime, sandbox, HTTPD)  # PID 1 ignores SIGTERM
+        await asyncio.sleep(0.3)  # let the shell install its trap
+        await runtime.stop_container(polite_id, timeout_s=20)
+        await runtime.stop_container(stubborn_id, timeout_s=1)
+        by_name = {s.name: s for s in await runtime.list_containers(spec.uid)}
+        assert (by_name["polite"].state, by_name["polite"].exit_code) == ("exited", 0)
+        assert by_name["polite"].reason == "Completed"
+        assert b"bye" in b"".join([c async for c in runtime.container_logs(polite_id)])
+        assert (by_name["web"].state, by_name["web"].exit_code, by_name["web"].reason) == (
+            "exited",
+            137,
+            "Error",
+        )
+        await runtime.remove_container(polite_id)
+        assert [s.name for s in await runtime.list_containers(spec.uid)] == ["web"]
+        await runtime.remove_pod_sandbox(spec.uid)
+
+    asyncio.run(main())
+
+
 def test_exec_sync_and_interactive_exec(runtime: PodmanRuntime) -> None:
     async def main() -> None:
         spec = sandbox_spec("shell")
@@ -239,7 +278,10 @@ def test_exec_sync_and_interactive_exec(runtime: PodmanRuntime) -> None:
         code, out = await runtime.exec_sync(cid, ["sh", "-c", "echo out; echo err >&2; exit 4"], timeout=10)
         assert code == 4 and b"out\n" in out and b"err\n" in out
         with pytest.raises(TimeoutError):
-            await runtime.exec_sync(cid, ["sleep", "5"], timeout=0.5)
+            await runtime.exec_sync(cid, ["sleep", "31"], timeout=0.5)
+        # the timed-out process was killed, not left running
+        code, out = await runtime.exec_sync(cid, ["ps"], timeout=10)
+        assert code == 0 and b"sleep 3600" in out and b"sleep 31" not in out, out
 
         session = await runtime.exec(cid, ["sh", "-c", "tr a-z A-Z; echo done >&2"], stdin=True)
         await session.write(b"hello stdin\n")
