@@ -280,8 +280,14 @@ def _to_set(value: Any, meta: FieldMeta | None, path: Path, out: set[Path]) -> N
             out.add(path)
         return
     if mode == "map":
+        node = meta.node if meta is not None else None
+        props = node.props if node is not None and node.shape == "struct" else None
         for key, child in value.items():
-            _to_set(child, _child_meta(meta, key), (*path, "f:" + key), out)
+            child_path = (*path, "f:" + key)
+            _to_set(child, _child_meta(meta, key), child_path, out)
+            if not props or key not in props:
+                # map entries (unlike struct fields) are members even when they hold a map
+                out.add(child_path)
         return
     item_meta = _item_meta(meta)
     for index, item in enumerate(value):

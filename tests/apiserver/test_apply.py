@@ -523,3 +523,17 @@ def test_dropping_the_last_metadata_field_keeps_metadata() -> None:
         "creationTimestamp": T0,
     }
     assert obj["data"] == {"k": "v"}
+
+
+def test_map_entries_are_members_struct_fields_are_not() -> None:
+    applied = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "d", "labels": {"a": "b"}},
+        "extra": {"nested": {"deep": 1}},
+    }
+    obj = server_side_apply(None, applied, "kubectl", False, CONFIGMAP, T0)
+    assert entry(obj, "kubectl", "Apply")["fieldsV1"] == {
+        "f:extra": {".": {}, "f:nested": {".": {}, "f:deep": {}}},
+        "f:metadata": {"f:labels": {"f:a": {}}},
+    }
