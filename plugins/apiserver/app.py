@@ -142,10 +142,19 @@ class RequestInfo:
         return value
 
     async def body(self) -> bytes:
-        data = await self.request.content.read(bodies.MAX_BODY_BYTES + 1)
-        if len(data) > bodies.MAX_BODY_BYTES:
+        length = self.request.content_length
+        if length is not None and length > bodies.MAX_BODY_BYTES:
             raise errors.too_large(bodies.MAX_BODY_BYTES)
-        return data
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await self.request.content.read(256 * 1024)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > bodies.MAX_BODY_BYTES:
+                raise errors.too_large(bodies.MAX_BODY_BYTES)
+            chunks.append(chunk)
 
 
 def json_response(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:

@@ -29,6 +29,9 @@ PATCH_TYPES = (
     "application/apply-patch+yaml",
 )
 
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
+_DOCUMENT_TYPES = frozenset({"", JSON, "*/*", *_YAML_TYPES, *PATCH_TYPES})
+
 _json_decoder = msgspec.json.Decoder()
 _json_encoder = msgspec.json.Encoder()
 
@@ -84,9 +87,11 @@ def parse_document(body: bytes, content_type: str | None) -> Any:
         raise errors.too_large(MAX_BODY_BYTES)
     if mt in (protobuf.CONTENT_TYPE, "application/cbor"):
         raise errors.unsupported_media_type(mt)
+    if mt not in _DOCUMENT_TYPES:
+        raise errors.unsupported_media_type(mt)
     if not body.strip():
         raise errors.bad_request("the body of the request is empty; expected a JSON or YAML object")
-    if mt in (YAML, "application/x-yaml", "text/yaml", "application/apply-patch+yaml"):
+    if mt in _YAML_TYPES:
         try:
             data = yaml.safe_load(body)
         except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
