@@ -564,6 +564,15 @@ def validate_pod_spec(spec: JSON | None, path: str) -> list[FieldError]:
     if deadline is not None and not (1 <= deadline <= MAX_INT32):
         errs.append(invalid(f"{path}.activeDeadlineSeconds", deadline, inclusive_range_error(1, MAX_INT32)))
     errs.extend(_validate_tolerations(spec.get("tolerations"), f"{path}.tolerations"))
+    gates = [g.get("name") or "" for g in spec.get("schedulingGates") or []]
+    for i, gate in enumerate(gates):
+        errs.extend(invalid(f"{path}.schedulingGates[{i}].name", gate, m) for m in is_qualified_name(gate))
+        if gate in gates[:i]:
+            errs.append(duplicate(f"{path}.schedulingGates[{i}].name", gate))
+    if gates and spec.get("nodeName"):
+        errs.append(
+            forbidden(f"{path}.nodeName", "cannot be set until all schedulingGates have been cleared")
+        )
     return errs
 
 

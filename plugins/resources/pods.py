@@ -29,6 +29,9 @@ UPDATABLE_POD_FIELDS = (
 
 def validate_pod(new: JSON, old: JSON | None) -> list[FieldError]:
     errs = validate_pod_spec(new.get("spec"), "spec")
+    if old is None and (new.get("spec") or {}).get("ephemeralContainers"):
+        # ephemeral containers are added later through the ephemeralcontainers subresource
+        errs.append(forbidden("spec.ephemeralContainers", "cannot be set on create"))
     if old is not None:
         errs.extend(validate_pod_spec_update(new.get("spec") or {}, old.get("spec") or {}))
     return errs

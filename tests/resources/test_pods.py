@@ -260,6 +260,15 @@ def test_validation_messages(spec: dict[str, Any], expected: list[str]) -> None:
     assert errors(PODS, defaulted(PODS, pod(**spec))) == expected
 
 
+def test_create_only_rules() -> None:
+    gated = defaulted(PODS, pod(schedulingGates=[{"name": "example.com/wait"}], nodeName="n1"))
+    assert errors(PODS, gated) == [
+        "spec.nodeName: Forbidden: cannot be set until all schedulingGates have been cleared"
+    ]
+    ephemeral = defaulted(PODS, pod(ephemeralContainers=[{"name": "debug", "image": "busybox"}]))
+    assert errors(PODS, ephemeral) == ["spec.ephemeralContainers: Forbidden: cannot be set on create"]
+
+
 def test_update_only_images_and_additions() -> None:
     old = defaulted(PODS, pod())
     old["metadata"]["resourceVersion"] = "5"
