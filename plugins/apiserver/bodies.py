@@ -30,7 +30,8 @@ PATCH_TYPES = (
 )
 
 _YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
-_DOCUMENT_TYPES = frozenset({"", JSON, "*/*", *_YAML_TYPES, *PATCH_TYPES})
+#: octet-stream: client-go's scale client sends JSON under that type
+_DOCUMENT_TYPES = frozenset({"", JSON, "*/*", "application/octet-stream", *_YAML_TYPES, *PATCH_TYPES})
 
 _json_decoder = msgspec.json.Decoder()
 _json_encoder = msgspec.json.Encoder()
