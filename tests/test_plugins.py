@@ -22,7 +22,8 @@ from kybern.models.core_v1 import ConfigMap, Secret
 from kybern.pluginmanager import PluginLoadError, load_plugins
 from kybern.resources import ResourceType
 from support import REPO
-from support.cli import run_kybern
+from support.cli import require_plugins, run_kybern
+from support.cluster import running_server
 
 EXAMPLE_SRC = REPO / "contrib" / "example-plugin"
 EXAMPLE_HOOKS = ["kybern_admission_mutate", "kybern_cli_commands"]
@@ -227,3 +228,17 @@ def test_required_broken_plugin_fails_loading(broken_site: Path, monkeypatch: py
     finally:
         for name in ("kybern_broken_import", "kybern_typo_hook"):
             sys.modules.pop(name, None)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_api_server_runs_the_example_admission_hook(example_site: Path, tmp_path: Path) -> None:
+    """Installed next to kybern, the plugin labels ConfigMaps created with the real kubectl."""
+    require_plugins("sqlstore", "apiserver", "resources-core")
+    with running_server(tmp_path, env=_with_path(example_site)) as server:
+        server.kubectl("create", "configmap", "settings", "--from-literal=color=blue")
+        created = json.loads(server.kubectl("get", "configmap", "settings", "-o", "json").stdout)
+        assert created["metadata"]["labels"] == {"example.kybern.io/seen": "true"}
+        assert created["data"] == {"color": "blue"}
+        server.kubectl("create", "secret", "generic", "token", "--from-literal=a=b")
+        secret = json.loads(server.kubectl("get", "secret", "token", "-o", "json").stdout)
+        assert "labels" not in secret["metadata"]
