@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import requests
 from kybern.runtime import (
     LABEL_CONTAINER_ATTEMPT,
     LABEL_CONTAINER_NAME,
@@ -134,11 +135,11 @@ class PodmanRuntime:
                 self._client = PodmanClient(base_url=f"unix://{sock}", timeout=None)
             return self._client
 
-    def _reconnect(self, broken: PodmanClient) -> PodmanClient:
+    def _reconnect(self, broken: PodmanClient | None) -> PodmanClient:
         """The service went away (stopped, crashed, host restarted it): find or start one
         again. Containers outlive the service, so nothing is lost."""
         with self._connect_lock:
-            if self._client is broken:
+            if self._client is broken and broken is not None:
                 self._client = None
                 broken.close()
         log.warning("Podman service at {} stopped answering; reconnecting", self.service.url)
@@ -177,9 +178,11 @@ class PodmanRuntime:
                 try:
                     response = send(client)
                 except APIError as exc:
-                    if not isinstance(exc.__cause__, OSError):
+                    # podman-py wraps connection errors; a read timeout is a slow service, not a
+                    # gone one, and must not send the request twice
+                    if not isinstance(exc.__cause__, requests.ConnectionError):
                         raise
-                    response = send(self._reconnect(client))  # podman-py's wrapped connection error
+                    response = send(self._reconnect(client))
             except APIError as exc:
                 raise ContainerRuntimeError(f"{method.upper()} {path}: {_error_text(exc)}") from None
             if response.status_code == 404 and ok_missing:
@@ -654,14 +657,26 @@ class PodmanRuntime:
             "since": since.isoformat() if since else None,
             "timestamps": timestamps,
         }
-        async for chunk in streams.logs(self.socket, id, params, multiplexed=not tty):
-            yield chunk
+        try:
+            stream = await streams.logs(self.socket, id, params, multiplexed=not tty)
+        except streams.ServiceGoneError:
+            await self._call(self._reconnect, self._client)
+            stream = await streams.logs(self.socket, id, params, multiplexed=not tty)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # closes the connection now, not when collected
 
     async def exec(
         self, id: str, cmd: list[str], stdin: bool = False, tty: bool = False
     ) -> streams.PodmanExecSession:
         await self.connect()
-        return await streams.PodmanExecSession.start(self.socket, id, cmd, stdin, tty)
+        try:
+            return await streams.PodmanExecSession.start(self.socket, id, cmd, stdin, tty)
+        except streams.ServiceGoneError:
+            await self._call(self._reconnect, self._client)
+            return await streams.PodmanExecSession.start(self.socket, id, cmd, stdin, tty)
 
     async def exec_sync(self, id: str, cmd: list[str], timeout: float | None = None) -> tuple[int, bytes]:
         session = await self.exec(id, cmd)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -23,6 +23,10 @@ from kybern.runtime import ContainerNotFoundError, ContainerRuntimeError
 API_PREFIX = "/v4.0.0/libpod"
 Stream = Literal["stdout", "stderr"]
 _STREAMS: dict[int, Stream] = {0: "stdout", 1: "stdout", 2: "stderr"}
+
+
+class ServiceGoneError(ContainerRuntimeError):
+    """Nothing listens on the socket any more (the service stopped); worth one reconnect."""
 
 
 class HttpResponse:
@@ -53,7 +57,10 @@ async def request(
 ) -> HttpResponse:
     """One HTTP request on a fresh connection. Without ``upgrade`` it speaks HTTP/1.0 so a
     streamed body simply ends when the service closes the connection (no chunk decoding)."""
-    reader, writer = await asyncio.open_unix_connection(str(sock))
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+    except OSError as exc:
+        raise ServiceGoneError(f"Podman service at unix://{sock} does not answer: {exc}") from None
     query = ("?" + urlencode({k: v for k, v in params.items() if v is not None})) if params else ""
     data = json.dumps(body).encode() if body is not None else b""
     lines = [
@@ -183,10 +190,17 @@ class PodmanExecSession:
             self._response.close()
 
 
-async def logs(sock: Path, container: str, params: dict[str, Any], multiplexed: bool) -> AsyncIterator[bytes]:
-    """Raw log output; closing the generator closes the connection (ends a follow)."""
+async def logs(
+    sock: Path, container: str, params: dict[str, Any], multiplexed: bool
+) -> AsyncGenerator[bytes, None]:
+    """Open a log stream; errors raise here, before any output."""
     response = await request(sock, "GET", f"/containers/{container}/logs", params)
     await check(response, f"logs of {container}")
+    return _log_chunks(response, multiplexed)
+
+
+async def _log_chunks(response: HttpResponse, multiplexed: bool) -> AsyncGenerator[bytes, None]:
+    """Raw log output; closing the generator closes the connection (ends a follow)."""
     try:
         async for _, chunk in frames(response.reader, multiplexed):
             yield chunk

@@ -339,7 +339,9 @@ def test_restarted_agent_adopts_by_labels_and_removes_unowned(runtime: PodmanRun
             assert [c.id for c in await fresh.list_containers(keep.uid)] == [kept_cid]
         finally:
             await fresh.close()  # stops the service it started
-        # the first runtime reconnects (starting a service again) on its next call
+        # the first runtime reconnects (starting a service again) on its next call, be it a
+        # stream (exec) or a plain request
+        assert await runtime.exec_sync(kept_cid, ["echo", "still here"], timeout=10) == (0, b"still here\n")
         assert [c.id for c in await runtime.list_containers(keep.uid)] == [kept_cid]
         await runtime.remove_pod_sandbox(keep.uid)
 
