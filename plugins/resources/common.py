@@ -277,3 +277,25 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
         if op == "DoesNotExist" and present:
             return False
     return True
+
+
+class GoStringMap(dict[str, str]):
+    """A label map that prints as Go's ``%#v`` does in field errors: map[string]string{"a":"b"}.
+
+    kube-apiserver renders invalid values with fmt; template labels are the one map users see
+    often (``selector does not match template labels``), so they read the same here.
+    """
+
+    nil: bool = False
+
+    @classmethod
+    def of(cls, labels: Mapping[str, str] | None) -> GoStringMap:
+        out = cls(labels or {})
+        out.nil = labels is None
+        return out
+
+    def __str__(self) -> str:
+        if self.nil:
+            return "map[string]string(nil)"
+        body = ", ".join(f'"{k}":"{self[k]}"' for k in sorted(self))
+        return f"map[string]string{{{body}}}"

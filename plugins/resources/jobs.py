@@ -13,6 +13,7 @@ from kybern.plugins.resources.common import (
     IMAGES_COLUMN,
     JSON,
     NAME_COLUMN,
+    GoStringMap,
     age_of,
     bool_str,
     dig,
@@ -133,7 +134,7 @@ def _job_spec_errors(spec: JSON, path: str, is_template: bool) -> list[FieldErro
                 errs.append(
                     invalid(
                         f"{path}.template.metadata.labels",
-                        labels,
+                        GoStringMap.of(labels),
                         "`selector` does not match template `labels`",
                     )
                 )

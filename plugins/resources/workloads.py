@@ -11,6 +11,7 @@ from kybern.plugins.resources.common import (
     IMAGES_COLUMN,
     JSON,
     NAME_COLUMN,
+    GoStringMap,
     age_of,
     dig,
     ensure,
@@ -118,7 +119,11 @@ def validate_template_for_controller(
     )
     if parses and selects_something and not selector_matches(selector, labels):
         errs.append(
-            invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")
+            invalid(
+                "spec.template.metadata.labels",
+                GoStringMap.of(labels),
+                "`selector` does not match template `labels`",
+            )
         )
     if full_pod_spec:
         errs.extend(validate_pod_template(template, "spec.template"))

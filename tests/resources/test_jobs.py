@@ -98,7 +98,9 @@ def test_job_selector_must_be_generated() -> None:
         "spec.selector: Invalid value: {'matchLabels': {'batch.kubernetes.io/controller-uid': 'other'}}: "
         "`selector` not auto-generated",
         "spec.template.metadata.labels: Invalid value: "
-        f"{body['spec']['template']['metadata']['labels']}: `selector` does not match template `labels`",
+        f'map[string]string{{"batch.kubernetes.io/controller-uid":"{UID}", '
+        '"batch.kubernetes.io/job-name":"pi", '
+        f'"controller-uid":"{UID}", "job-name":"pi"}}: `selector` does not match template `labels`',
     ]
 
 

@@ -77,7 +77,7 @@ def test_other_apps_defaults() -> None:
 
 
 MISMATCH = (
-    "spec.template.metadata.labels: Invalid value: {'app': 'other'}: `selector` does not "
+    'spec.template.metadata.labels: Invalid value: map[string]string{"app":"other"}: `selector` does not '
     "match template `labels`"
 )
 
@@ -116,7 +116,8 @@ MISMATCH = (
             [
                 "spec.selector: Required value",
                 # a missing selector selects nothing, so kube also reports the template labels
-                "spec.template.metadata.labels: Invalid value: {'app': 'web'}: `selector` does not match "
+                'spec.template.metadata.labels: Invalid value: map[string]string{"app":"web"}: '
+                "`selector` does not match "
                 "template `labels`",
             ],
         ),
