@@ -23,7 +23,8 @@ or keyword arguments of :class:`SqlStore`; see :class:`.options.StoreOptions`):
     revisions removed per transaction, so writers never wait long behind a compaction.
 ``poll_interval`` (0.1 s)
     how often watches look for writes by *other* processes; this process' writes are
-    delivered immediately.
+    delivered immediately, and on PostgreSQL LISTEN/NOTIFY wakes the poller at once for
+    other processes' writes too (see :mod:`.listen`).
 ``watch_queue_size`` (10000)
     events a slow watcher may have pending before its watch ends with an error.
 ``busy_timeout`` (30000 ms)
@@ -38,6 +39,7 @@ import base64
 import binascii
 import json
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -46,6 +48,7 @@ from typing import Any
 import sqlalchemy as sa
 from kybern.plugins.sqlstore import migrate
 from kybern.plugins.sqlstore.engine import check_sqlite_path, create_engines, first_line, unavailable
+from kybern.plugins.sqlstore.listen import CHANNEL, PgListener
 from kybern.plugins.sqlstore.options import Target, mask, parse_target
 from kybern.plugins.sqlstore.schema import COMPACT_REVISION, kv, kv_meta
 from kybern.plugins.sqlstore.watch import SqlWatch, WatchHub
@@ -153,7 +156,8 @@ _SET_COMPACTED = (
     .where(kv_meta.c.name == COMPACT_REVISION, kv_meta.c.value < sa.bindparam("hi"))
     .values(value=sa.bindparam("hi"))
 )
-_PG_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+# the NOTIFY rides on the lock statement: delivered at commit, it costs no extra round trip
+_PG_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}), pg_notify('{CHANNEL}', :me)")
 
 _NO_LIMIT_REV = 2**62
 
@@ -201,6 +205,8 @@ class SqlStore:
         self.data_dir = data_dir
         self._pg = target.kind == "postgresql"
         self._closed = False
+        #: tells this store's own NOTIFYs from other processes'
+        self._id = uuid.uuid4().hex
         self._local_write_lock = nullcontext() if self._pg else threading.Lock()
         if not self._pg:
             check_sqlite_path(target.sqlite_path)
@@ -220,6 +226,11 @@ class SqlStore:
             start,
             self.options.poll_interval,
             self.options.watch_queue_size,
+        )
+        self._listener = (
+            PgListener(target.url, self._id, self._hub.wake, self.options.connect_timeout)
+            if self._pg
+            else None
         )
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
@@ -248,7 +259,7 @@ class SqlStore:
             try:
                 with self._writer.begin() as conn:
                     if self._pg:
-                        conn.execute(_PG_LOCK)
+                        conn.execute(_PG_LOCK, {"me": self._id})
                     yield conn
             except sa.exc.IntegrityError:
                 raise
@@ -520,6 +531,8 @@ class SqlStore:
         self._stop.set()
         if self._compactor is not None:
             self._compactor.join(timeout=10)
+        if self._listener is not None:
+            self._listener.close()
         self._hub.close()
         self._dispose()
         log.debug("store closed: {}", mask(self.target.url))

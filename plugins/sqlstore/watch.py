@@ -161,6 +161,10 @@ class WatchHub:
         self._thread = threading.Thread(target=self._run, name="sqlstore-watch-poller", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Poll now: another process wrote (PostgreSQL NOTIFY)."""
+        self._wake.set()
+
     def publish(self, event: Event) -> None:
         """The event of a write this process just committed (the fast path, see module doc)."""
         with self._lock:
