@@ -95,6 +95,8 @@ def default_job(job: JSON) -> None:
     if not spec.get("manualSelector"):
         _generate_selector(job)
     default_job_spec(spec)
+    if spec.get("manualSelector") is None:
+        spec["manualSelector"] = False
     template_labels = dig(spec, "template", "metadata", "labels")
     meta = ensure(job, "metadata")
     if template_labels is not None and not meta.get("labels"):

@@ -184,15 +184,11 @@ def _requests_from_limits(containers: list[JSON]) -> None:
 
 
 def _has_toleration_for(tolerations: list[JSON], key: str) -> bool:
-    for toleration in tolerations:
-        effect = toleration.get("effect") or ""
-        if effect not in ("", "NoExecute"):
-            continue
-        if toleration.get("operator") == "Exists" and not toleration.get("key"):
-            return True
-        if toleration.get("key") == key:
-            return True
-    return False
+    """The admission plugin's test: same (or empty) key, NoExecute (or empty) effect."""
+    return any(
+        (t.get("key") or "") in ("", key) and (t.get("effect") or "") in ("", "NoExecute")
+        for t in tolerations
+    )
 
 
 def add_default_tolerations(spec: JSON) -> None:

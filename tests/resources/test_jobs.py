@@ -36,6 +36,7 @@ def test_job_defaults_and_generated_selector() -> None:
     assert spec["completionMode"] == "NonIndexed"
     assert spec["suspend"] is False
     assert spec["podReplacementPolicy"] == "TerminatingOrFailed"
+    assert spec["manualSelector"] is False
     assert spec["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": UID}}
     labels = {
         "batch.kubernetes.io/controller-uid": UID,
