@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from apiserver.conftest import Cluster, start_cluster, stop_cluster
+from support.cluster import Server, running_server
+
+
+class Cluster:
+    """The shared real-server helper plus the few conveniences these tests use."""
+
+    def __init__(self, server: Server, base: Path) -> None:
+        self.server = server
+        self.base = base
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> Any:
+        if input is not None:
+            manifest = self.base / f"manifest-{uuid.uuid4().hex[:8]}.yaml"
+            manifest.write_text(input)
+            args = tuple(str(manifest) if a == "-" else a for a in args)
+        return self.server.kubectl(*args, check=check)
+
+    def kjson(self, *args: str) -> Any:
+        return json.loads(self.kubectl(*args, "-o", "json").stdout)
+
+    def namespace(self) -> str:
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        self.kubectl("create", "namespace", name)
+        return name
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    base = Path(tempfile.mkdtemp(prefix="kybern-resources-"))
-    c = start_cluster(base)
-    try:
-        yield c
-    finally:
-        stop_cluster(c)
-        shutil.rmtree(base, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="kybern-resources-") as tmp, running_server(Path(tmp)) as server:
+        yield Cluster(server, Path(tmp))
 
 
 DEPLOYMENT = """
