@@ -29,6 +29,7 @@ from loguru import logger
 
 log = logger.bind(component="apiserver")
 
+_PLAIN_TYPES = ("application/json", "*/*", "application/*", "application/yaml")
 PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
 #: a pod connect handler: (request, pod object, subresource) -> the response it streamed
 ConnectHandler = Callable[[web.Request, dict[str, Any], str], Awaitable[web.StreamResponse]]
@@ -122,18 +123,19 @@ class RequestInfo:
     def accept(self) -> list[bodies.MediaType]:
         return bodies.parse_accept(self.request.headers.get("Accept"))
 
-    def wants_table(self) -> bool:
+    def output(self) -> str:
+        """ "table", "metadata" (PartialObjectMetadata) or "object": the first the client accepts."""
         for mt in self.accept():
             if mt.is_table:
-                return True
-            if mt.type in (
-                "application/json",
-                "*/*",
-                "application/*",
-                "application/yaml",
-            ) and not mt.params.get("as"):
-                return False
-        return False
+                return "table"
+            if mt.is_partial_metadata:
+                return "metadata"
+            if mt.type in _PLAIN_TYPES and not mt.params.get("as"):
+                return "object"
+        return "object"
+
+    def wants_table(self) -> bool:
+        return self.output() == "table"
 
     def include_object(self) -> str:
         value = self.request.query.get("includeObject") or "Metadata"

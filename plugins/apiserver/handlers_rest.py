@@ -74,17 +74,20 @@ async def get(srv: ApiServer, info: RequestInfo) -> web.Response:
     assert t.name is not None
     rv = parse_rv(info.q("resourceVersion"))
     obj: dict[str, Any] | None
+    output = info.output()
     if rv is not None:
         await srv.cache.wait_for(rv)
         cached = srv.cache.cache_for(rt).objects.get(srv.registry.key(rt, t.namespace, t.name))
         if cached is None:
             raise errors.not_found(rt, t.name)
-        if not info.wants_table():
+        if output == "object":
             return _resp(cached.raw)
         obj = cached.obj
     else:
         obj = await srv.storage.get(rt, t.namespace, t.name)
-    if info.wants_table():
+    if output == "metadata":
+        return _resp(tables.partial_metadata(obj))
+    if output == "table":
         return _resp(
             tables.table(
                 rt,
@@ -242,8 +245,19 @@ async def list_objects(srv: ApiServer, info: RequestInfo) -> web.Response:
         meta["continue"] = token
         if not info.q("labelSelector") and not info.q("fieldSelector") and remaining is not None:
             meta["remainingItemCount"] = remaining
-    if info.wants_table():
+    output = info.output()
+    if output == "table":
         return _resp(tables.table(rt, [o.obj for o in items], meta, info.include_object()))
+    if output == "metadata":
+        partial = [tables.partial_metadata(o.obj) for o in items]
+        return _resp(
+            {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+                "items": partial,
+            }
+        )
     head = bodies.dumps({"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta})
     body = head[:-1] + b',"items":[' + b",".join(o.raw for o in items) + b"]}"
     return _resp(body)

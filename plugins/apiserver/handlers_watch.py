@@ -65,7 +65,8 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
             "sendInitialEvents: Forbidden: sendInitialEvents requires allowWatchBookmarks=true and "
             "resourceVersionMatch=NotOlderThan"
         )
-    table = info.wants_table()
+    output = info.output()
+    table = output == "table"
     include = info.include_object()
     match = object_matcher(info)
     if t.name and not t.watch_prefix:
@@ -117,6 +118,8 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
                 )
                 state["columns"] = False
                 return bodies.dumps({"type": ev.type, "object": obj}) + b"\n"
+            if output == "metadata":
+                return bodies.dumps({"type": ev.type, "object": tables.partial_metadata(ev.obj.obj)}) + b"\n"
             return b'{"type":"' + ev.type.encode() + b'","object":' + ev.obj.raw + b"}\n"
 
         def bookmark(rev: int, initial_end: bool = False) -> bytes:

@@ -10,8 +10,8 @@ wire format; the kind's model is used for defaulting, validation and type checks
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import secrets
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,9 +42,18 @@ MAX_RETRIES = 8
 Transform = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
 
 
+_last_second: list[Any] = [0, ""]
+
+
 def now_rfc3339(offset_seconds: int = 0) -> str:
-    t = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=offset_seconds)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 UTC to the second, as kube writes timestamps (cached per second: it is hot)."""
+    second = int(time.time()) + offset_seconds
+    if offset_seconds == 0 and _last_second[0] == second:
+        return _last_second[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    if offset_seconds == 0:
+        _last_second[0], _last_second[1] = second, text
+    return text
 
 
 def generate_name(base: str) -> str:

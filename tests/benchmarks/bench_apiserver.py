@@ -1,0 +1,237 @@
+"""API server benchmark: create throughput, GET/LIST latency, watch delivery latency.
+
+Run alone: ``.venv/bin/python tests/benchmarks/bench_apiserver.py`` (starts its own
+``kybern server --disable-agent`` on SQLite in a temp dir). Prints figures, asserts nothing.
+Goals from the issue: >= 1000 creates/s, single-object p99 <= 50 ms, watch p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, str, ssl.SSLContext]:
+    port = free_port()
+    data = base / "data"
+    exe = Path(sys.executable).parent / "kybern"
+    log = open(base / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "--log-level",
+            "WARNING",
+            "server",
+            "--disable-agent",
+            "--data-dir",
+            str(data),
+            "--https-listen-port",
+            str(port),
+            "--bind-address",
+            "127.0.0.1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (data / "kubeconfig.yaml").exists():
+            ctx = ssl.create_default_context(cafile=str(data / "tls" / "ca.crt"))
+            try:
+                import urllib.request
+
+                with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=2) as r:
+                    if r.status == 200:
+                        return proc, url, (data / "token").read_text().strip(), ctx
+            except OSError:
+                pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start:\n" + (base / "server.log").read_text()[-3000:])
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+def cm(name: str) -> bytes:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name},
+            "data": {"key": "value", "n": name},
+        }
+    ).encode()
+
+
+async def make_ns(session: aiohttp.ClientSession, url: str) -> str:
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    async with session.post(f"{url}/api/v1/namespaces", data=body) as r:
+        assert r.status == 201, await r.text()
+    return ns
+
+
+async def creates(
+    session: aiohttp.ClientSession, url: str, clients: int, total: int
+) -> tuple[float, list[float]]:
+    ns = await make_ns(session, url)
+    path = f"{url}/api/v1/namespaces/{ns}/configmaps"
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            t0 = time.perf_counter()
+            async with session.post(path, data=cm(f"c{i}")) as r:
+                await r.read()
+                if r.status != 201:
+                    print("create failed", r.status)
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return total / (time.perf_counter() - t0), latencies
+
+
+async def reads(session: aiohttp.ClientSession, url: str, n: int) -> tuple[list[float], list[float]]:
+    ns = await make_ns(session, url)
+    path = f"{url}/api/v1/namespaces/{ns}/configmaps"
+    for i in range(100):
+        async with session.post(path, data=cm(f"r{i}")) as r:
+            await r.read()
+    gets, lists = [], []
+    for i in range(n):
+        t0 = time.perf_counter()
+        async with session.get(f"{path}/r{i % 100}") as r:
+            await r.read()
+        gets.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        async with session.get(path) as r:
+            await r.read()
+        lists.append(time.perf_counter() - t0)
+    return gets, lists
+
+
+async def watch_latency(session: aiohttp.ClientSession, url: str, watchers: int, events: int) -> list[float]:
+    ns = await make_ns(session, url)
+    path = f"{url}/api/v1/namespaces/{ns}/configmaps"
+    async with session.get(path) as r:
+        rv = (await r.json())["metadata"]["resourceVersion"]
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    ready = 0
+    done = asyncio.Event()
+    received = 0
+
+    async def watcher() -> None:
+        nonlocal ready, received
+        async with session.get(
+            path, params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "120"}
+        ) as r:
+            ready += 1
+            buf = b""
+            seen = 0
+            async for chunk in r.content.iter_any():
+                now = time.perf_counter()
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    ev = json.loads(line)
+                    name = ev["object"]["metadata"]["name"]
+                    latencies.append(now - sent[name])
+                    seen += 1
+                    received += 1
+                if seen >= events:
+                    break
+        if received >= watchers * events:
+            done.set()
+
+    tasks = [asyncio.create_task(watcher()) for _ in range(watchers)]
+    while ready < watchers:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    for i in range(events):
+        name = f"w{i}"
+        sent[name] = time.perf_counter()
+        async with session.post(path, data=cm(name)) as r:
+            await r.read()
+        await asyncio.sleep(0.02)
+    try:
+        await asyncio.wait_for(done.wait(), 60)
+    except TimeoutError:
+        print(f"  (only {received} of {watchers * events} events arrived)")
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return latencies
+
+
+def ms(v: float) -> str:
+    return f"{v * 1000:.1f} ms"
+
+
+async def main() -> None:
+    base = Path(tempfile.mkdtemp(prefix="kybern-bench-"))
+    proc, url, token, ctx = start_server(base)
+    try:
+        conn = aiohttp.TCPConnector(ssl=ctx, limit=200)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
+            for clients, total in ((1, 1000), (16, 3000)):
+                rate, lat = await creates(session, url, clients, total)
+                print(
+                    f"create ConfigMap, {clients:>2} client(s): {rate:7.0f} creates/s   "
+                    f"p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}"
+                )
+            gets, lists = await reads(session, url, 500)
+            print(f"GET one ConfigMap:                p50 {ms(pct(gets, 50))}  p99 {ms(pct(gets, 99))}")
+            print(f"LIST 100 ConfigMaps:              p50 {ms(pct(lists, 50))}  p99 {ms(pct(lists, 99))}")
+            for watchers, events in ((1, 200), (100, 50)):
+                lat = await watch_latency(session, url, watchers, events)
+                print(
+                    f"watch delivery, {watchers:>3} watcher(s):    p50 {ms(pct(lat, 50))}  "
+                    f"p99 {ms(pct(lat, 99))}  (from create request start, {len(lat)} events)"
+                )
+            print(f"(machine: {os.cpu_count()} CPUs, SQLite, python {sys.version.split()[0]})")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
+        _ = statistics
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
