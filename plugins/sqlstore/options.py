@@ -85,9 +85,13 @@ class Target:
 def mask(url: str | URL) -> str:
     """The URL with its password replaced by ``***``, safe to log or print."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparsable URL>"
+    secret = [k for k in parsed.query if k.lower() in ("password", "passwd", "sslpassword")]
+    if secret:
+        parsed = parsed.update_query_dict({k: "***" for k in secret})
+    return parsed.render_as_string(hide_password=True)
 
 
 def parse_target(url: str, **overrides: Any) -> Target | None:

@@ -183,3 +183,15 @@ def test_limit_exactly_matching_has_no_token(store: SqlStore) -> None:
     page = store.list(P, limit=3)
     assert len(page.items) == 3
     assert page.continue_token is None
+
+
+def test_database_rejects_two_writes_from_the_same_previous_revision(store: SqlStore) -> None:
+    """The (name, prev_revision) constraint catches a lost race even past the writer lock."""
+    import sqlalchemy as sa
+    from kybern.plugins.sqlstore.schema import kv
+
+    rev = store.create(P + "a", b"1")
+    store.update(P + "a", b"2", expected_revision=rev)
+    row = {"name": P + "a", "created": False, "deleted": False, "create_revision": rev}
+    with pytest.raises(sa.exc.IntegrityError), store._writer.begin() as conn:
+        conn.execute(kv.insert(), {**row, "prev_revision": rev, "value": b"racer", "old_value": b"1"})

@@ -46,6 +46,7 @@ def test_url_options_are_parsed_and_stripped() -> None:
     assert dict(target.url.query) == {"sslmode": "disable"}
     assert (target.options.compact_interval, target.options.poll_interval) == (60.0, 0.5)
     assert "secret" not in mask(target.url) and "secret" not in target.describe()
+    assert "s3cret" not in mask("postgresql://u@h/d?password=s3cret&sslmode=require")
     assert parse_target("postgres://u@h/d").url.drivername == "postgresql+psycopg"  # type: ignore[union-attr]
     with pytest.raises(StoreUnavailableError, match="compact_retain"):
         parse_target("sqlite:////tmp/x.db?compact_retain=lots")
