@@ -425,6 +425,11 @@ class PodmanRuntime:
         network = spec.network or self.config.network
         if network:
             body["Networks"] = {network: {}}
+        elif self.config.own_storage:
+            # Podman's default network (podman0, 10.88.0.0/16) is host-wide but its address
+            # pool is per storage: two isolated agents on it would hand out the same IPs
+            log.warning("pod {}/{} joins Podman's default network; isolated agents need their own "
+                        "(ensure_network with the node's pod CIDR)", spec.namespace, spec.name)  # fmt: skip
         if spec.dns:
             body.update(
                 dns_server=spec.dns.nameservers or None,
