@@ -215,3 +215,17 @@ def test_interleaved_writes_of_two_stores_reach_both_watchers(open_store: Callab
     for watch in (watch_a, watch_b):
         check_log(drain(watch, len(acked)), acked)
         assert watch.get(0.2) is None
+
+
+def test_processes_migrating_a_fresh_database_at_once(store_url: str, tmp_path: Path) -> None:
+    """Several servers starting together on an empty database: one creates the schema, the
+    others wait for it (SQLite's write lock, PostgreSQL's advisory lock) instead of failing."""
+    procs = [_spawn(store_url, f"{P}boot{n}/", 5, tmp_path / f"boot{n}.err") for n in range(3)]
+    _start(*procs)
+    revisions: set[int] = set()
+    for n, proc in enumerate(procs):
+        assert proc.stdout is not None
+        lines = proc.stdout.readlines()
+        assert proc.wait(timeout=120) == 0, (tmp_path / f"boot{n}.err").read_text()
+        revisions |= set(_acks(lines))
+    assert revisions == set(range(1, 16))
