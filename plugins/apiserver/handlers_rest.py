@@ -21,9 +21,12 @@ from kybern.plugins.apiserver.selectors import field_matcher, parse_field_select
 from kybern.plugins.apiserver.storage import definition_of, now_rfc3339
 from kybern.resources import ResourceType
 from kybern.store import CompactedError, FutureRevisionError
+from loguru import logger
 
 if TYPE_CHECKING:
     from kybern.plugins.apiserver.app import ApiServer, RequestInfo
+
+log = logger.bind(component="apiserver")
 
 
 def _resp(body: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -207,6 +210,11 @@ async def collect(
         if rv is None:
             current = await srv.run(srv.store.current_revision)
             if not await cache.wait_for(current):
+                log.warning(
+                    "watch cache is behind the store ({} < {}): listing from the store",
+                    cache.revision,
+                    current,
+                )
                 items, list_rv = await _store_items(srv, prefix, None)
             else:
                 items, list_rv = cache.cache_for(rt).snapshot(prefix), cache.revision
