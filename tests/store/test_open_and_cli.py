@@ -139,3 +139,12 @@ def test_migrations_ship_with_the_package() -> None:
     assert (location / "script.py.mako").is_file()
     assert any(p.name.startswith("0001_") for p in (location / "versions").glob("*.py"))
     assert head_revision() == "0001"
+
+
+def test_schema_from_a_newer_kybern_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with SqlStore(url, compact_interval=0) as store, store._writer.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(StoreUnavailableError, match="revision 0099, newer than this kybern knows") as err:
+        SqlStore(url, compact_interval=0)
+    assert "\n" not in str(err.value)
