@@ -35,7 +35,17 @@ class Registry:
         self._by_path: dict[tuple[str, str, str], ResourceType] = {}
         self._by_kind: dict[tuple[str, str], ResourceType] = {}
         self._group_versions: dict[str, list[str]] = {}
+        segments: dict[str, ResourceType] = {}
         for rt in self.types:
+            other = segments.setdefault(rt.key_segment, rt)
+            if other is not rt:
+                # one watch cache per key segment: two kinds there would see each other's objects
+                log.warning(
+                    "{} and {} share storage /registry/{}/; only one is cached correctly",
+                    other.group_resource,
+                    rt.group_resource,
+                    rt.key_segment,
+                )
             self._by_path[(rt.group, rt.version, rt.plural)] = rt
             self._by_kind.setdefault((rt.group, rt.kind), rt)
             versions = self._group_versions.setdefault(rt.group, [])
