@@ -32,6 +32,21 @@ KNOWN_COMPONENTS: tuple[str, ...] = (
     "logging",
 )
 
+#: single controllers `--disable` accepts (run by the controller-manager component), whether
+#: or not a plugin providing them is installed; plugins may add more (hook kybern_controllers)
+KNOWN_CONTROLLERS: tuple[str, ...] = (
+    "replicaset",
+    "deployment",
+    "daemonset",
+    "job",
+    "cronjob",
+    "garbage-collector",
+    "namespace",
+    "node-lifecycle",
+    "node-ipam",
+    "serviceaccount",
+)
+
 
 class ConfigurationError(Exception):
     """A user-fixable problem with how components were asked to run (one-line message)."""
@@ -83,16 +98,23 @@ class ComponentSpec:
 
 
 def select_components(
-    specs: Iterable[ComponentSpec], role: str, disabled: Iterable[str], run_agent: bool = True
+    specs: Iterable[ComponentSpec],
+    role: str,
+    disabled: Iterable[str],
+    run_agent: bool = True,
+    controllers: Iterable[str] = (),
 ) -> list[ComponentSpec]:
     """The components a process runs, in start order.
 
-    Raises ConfigurationError for an unknown --disable name or when an enabled component
-    needs a disabled one, naming both, so the user can fix the command line.
+    ``controllers`` are names of single controllers (the controller manager disables those
+    itself; here they only count as known names). Raises ConfigurationError for an unknown
+    --disable name or when an enabled component needs a disabled one, naming both, so the
+    user can fix the command line.
     """
     specs = list(specs)
     disabled = set(disabled)
     known = set(KNOWN_COMPONENTS) | {s.name for s in specs} | {s.group for s in specs if s.group}
+    known |= set(KNOWN_CONTROLLERS) | set(controllers)
     unknown = sorted(disabled - known)
     if unknown:
         raise ConfigurationError(

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import click
     from kybern.components import ComponentSpec, RunContext
     from kybern.config import Config
+    from kybern.controllers import ControllerSpec
     from kybern.hooktypes import (
         AdmissionRequest,
         DnsRecord,
@@ -185,3 +186,12 @@ def kybern_log_sinks(config: Config) -> list[LogSink]:
 @hookspec
 def kybern_metrics_sources(context: RunContext) -> list[MetricsSource]:
     """Where resource usage readings come from, for ``kubectl top`` and the dashboard."""
+
+
+# --------------------------------------------------------------------------- controllers
+
+
+@hookspec
+def kybern_controllers() -> list[ControllerSpec]:
+    """Controllers the controller manager runs (under its leader election, with shared
+    informers). Names are what ``--disable`` takes for a single controller."""

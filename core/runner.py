@@ -36,6 +36,11 @@ def collect_components(pm: pluggy.PluginManager) -> list[ComponentSpec]:
     return specs
 
 
+def collect_controller_names(pm: pluggy.PluginManager) -> list[str]:
+    """Names of the single controllers plugins offer (valid ``--disable`` values)."""
+    return [spec.name for batch in pm.hook.kybern_controllers() for spec in batch or []]
+
+
 def open_store(pm: pluggy.PluginManager, config: Config) -> Store:
     url = config.datastore_url()
     if url.startswith("sqlite:///"):
@@ -74,7 +79,13 @@ def api_factory(ctx: RunContext) -> Callable[[], ApiClient]:
 
 async def run(config: Config, pm: pluggy.PluginManager, ctx: RunContext | None = None) -> None:
     """Start the chosen components, wait for SIGINT/SIGTERM (or ``ctx.stopping``), stop them."""
-    specs = select_components(collect_components(pm), config.role, config.disabled, config.run_agent)
+    specs = select_components(
+        collect_components(pm),
+        config.role,
+        config.disabled,
+        config.run_agent,
+        controllers=collect_controller_names(pm),
+    )
     if ctx is None:
         ctx = RunContext(config=config, plugins=pm)
     if ctx.api is None:

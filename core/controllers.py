@@ -1,0 +1,51 @@
+"""What a controller plugin provides (hook ``kybern_controllers``) and what it gets to work with.
+
+The controller manager builds every enabled controller once it holds the
+``kube-system/kube-controller-manager`` Lease, from one ``ControllerContext``: controllers that
+ask the same ``informers`` for the same resource share one watch. ``run(workers)`` returns only
+when the controller stops (``stop()`` or cancellation when leadership is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from kybern.client import ApiClient
+    from kybern.config import Config
+    from kybern.events import EventRecorder
+    from kybern.informers import SharedInformerFactory
+
+
+class Controller(Protocol):
+    async def run(self, workers: int) -> None:
+        """Process work with ``workers`` concurrent workers until stopped."""
+        ...
+
+    async def stop(self) -> None:
+        """End ``run`` soon (shut queues down); safe to call twice."""
+        ...
+
+
+@dataclass
+class ControllerContext:
+    #: API client shared by the controllers of one manager (user agent kube-controller-manager)
+    client: ApiClient
+    informers: SharedInformerFactory
+    #: ``recorder("replicaset-controller")``: an EventRecorder with that source component
+    recorder: Callable[[str], EventRecorder]
+    config: Config | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    #: the name ``--disable`` takes (kube-controller-manager's short name: ``deployment``)
+    name: str
+    factory: Callable[[ControllerContext], Controller]
+    description: str = ""
+    #: concurrent workers (kube's --concurrent-*-syncs defaults are 5)
+    workers: int = 5
