@@ -159,7 +159,11 @@ def cluster() -> Iterator[Cluster]:
         yield c
     finally:
         stop_cluster(c)
+        log = c.log_path.read_text(errors="replace") if c.log_path.exists() else ""
         shutil.rmtree(base, ignore_errors=True)
+    # a request that ended in a 500 is logged by the server with its traceback: never acceptable
+    crashes = [line for line in log.splitlines() if " apiserver " in line and " failed: " in line]
+    assert not crashes, "the API server answered 500:\n" + "\n".join(crashes[:10])
 
 
 @pytest.fixture(scope="module")
