@@ -111,27 +111,10 @@ if [[ ! -f $PODMAN_CONF || $(cat "$PODMAN_CONF") != "$want" ]]; then
   say "wrote $PODMAN_CONF (runtime runc, nofile $nofile, nproc $nproc)"
 fi
 
-podman_diagnosis() {
-  local err=$1
-  case $err in
-    *"hybrid mode"* | *crun*)
-      echo "crun cannot run containers on this host: apt-get install runc and set runtime = \"runc\" under [engine] in $PODMAN_CONF" ;;
-    *rlimit* | *RLIMIT*)
-      echo "Podman's default ulimits exceed the hard limits: set default_ulimits = [\"nofile=N:N\", \"nproc=N:N\"] (N <= ulimit -Hn/-Hu) under [containers] in $PODMAN_CONF" ;;
-    *runc*"not found"* | *"executable file not found"*)
-      echo "runc is missing: apt-get install runc" ;;
-    *)
-      echo "podman cannot run a container: $(printf '%s' "$err" | grep -m1 -v '^$')" ;;
-  esac
-}
-if image=$(bash "$REPO/contrib/build-test-image.sh" "$TEST_IMAGE" 2>&1); then
-  if out=$(podman run --rm "$image" true 2>&1 </dev/null); then
-    say "podman runs containers (image $image)"
-  else
-    problem "$(podman_diagnosis "$out")"
-  fi
+if out=$(bash "$REPO/contrib/check-podman.sh" "$TEST_IMAGE" 2>&1); then
+  say "$out"
 else
-  problem "could not build the test image: $(printf '%s' "$image" | tail -n 1)"
+  problem "${out#check-podman: error: }"
 fi
 
 # --------------------------------------------------------------------------- python

@@ -211,3 +211,53 @@ def test_demo_manifest_is_valid_for_kubernetes_1_32() -> None:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["image"] == DEFAULT_TAG
     assert container["command"] == ["httpd", "-f", "-p", "8080", "-h", "/www"]
+
+
+def _check_podman(conf: str | None, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """contrib/check-podman.sh, with ``conf`` replacing every containers.conf when given."""
+    env = dict(os.environ)
+    if conf is not None:
+        (tmp_path / "containers.conf").write_text(conf)
+        env["CONTAINERS_CONF"] = str(tmp_path / "containers.conf")
+    return subprocess.run(
+        ["bash", str(REPO / "contrib" / "check-podman.sh"), DEFAULT_TAG],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+
+
+@pytest.mark.podman
+def test_check_podman_passes_with_the_host_setup_config(tmp_path: Path) -> None:
+    ensure_busybox_image()
+    out = _check_podman(None, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"podman runs containers (image {DEFAULT_TAG})"
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize(
+    ("conf", "fix"),
+    [
+        # Podman's default ulimits: over this host class's hard limits
+        ('[engine]\nruntime = "runc"\n', "set default_ulimits"),
+        # crun: not installed by host-setup, and it fails on hybrid cgroups where it is
+        (
+            '[engine]\nruntime = "crun"\n[containers]\n'
+            'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n',
+            'set runtime = "runc"',
+        ),
+    ],
+)
+def test_check_podman_names_the_fix(conf: str, fix: str, tmp_path: Path) -> None:
+    ensure_busybox_image()
+    out = _check_podman(conf, tmp_path)
+    if out.returncode == 0:
+        pytest.skip("this host runs containers even without kybern's Podman settings")
+    assert out.returncode == 1
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("check-podman: error: ") and fix in lines[0]
+    assert "50-kybern.conf" in lines[0]
