@@ -32,6 +32,15 @@ ERRORS=()
 
 say() { echo "host-setup: $*"; }
 problem() { echo "host-setup: error: $*" >&2; ERRORS+=("$*"); }
+# a mirror hiccup should not fail a CI run
+retry() {
+  local attempt
+  for attempt in 1 2 3; do
+    "$@" && return 0
+    ((attempt < 3)) && say "retrying in 10s: $*" && sleep 10
+  done
+  return 1
+}
 
 [[ $(id -u) == 0 ]] || { echo "host-setup: error: run as root (sudo bash $0 $*)" >&2; exit 1; }
 if [[ -r /etc/os-release ]]; then
@@ -65,8 +74,8 @@ if ((${#missing[@]})); then
     chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  apt-get update -q
-  apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}" </dev/null
+  retry apt-get update -q
+  retry apt-get install -y -q -o Dpkg::Options::=--force-confold "${missing[@]}" </dev/null
   if ((made_policy)); then
     rm -f /usr/sbin/policy-rc.d
     trap - EXIT
