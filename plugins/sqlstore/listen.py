@@ -62,5 +62,6 @@ class PgListener:
                     return
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
-                    log.warning("LISTEN connection failed ({} times), polling only: {}", failures, exc)
+                    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    log.warning("LISTEN connection failed ({} times), polling only: {}", failures, reason)
                 self._stop.wait(min(30.0, 0.5 * failures))

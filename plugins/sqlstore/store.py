@@ -40,10 +40,10 @@ import binascii
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from kybern.plugins.sqlstore import migrate
@@ -70,6 +70,7 @@ from kybern.store import (
 from loguru import logger
 
 log = logger.bind(component="sqlstore")
+T = TypeVar("T")
 
 #: advisory lock key serializing writers of one PostgreSQL database ("kybern" in ASCII)
 WRITE_LOCK_KEY = 0x6B796265726E
@@ -250,32 +251,60 @@ class SqlStore:
     def _failure(self, exc: sa.exc.DBAPIError) -> StoreUnavailableError:
         return StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}")
 
+    def _begin_write(self) -> sa.Connection:
+        """A write transaction holding the writer lock.
+
+        A pooled PostgreSQL connection may have been dropped by the server (restart,
+        idle timeout); that shows at the lock statement, before anything is written, so one
+        retry on a fresh connection is safe and spares the caller a spurious error.
+        """
+        for attempt in (1, 2):
+            conn = self._writer.connect()
+            try:
+                conn.begin()
+                if self._pg:
+                    conn.execute(_PG_LOCK, {"me": self._id})
+                return conn
+            except sa.exc.DBAPIError as exc:
+                conn.close()
+                if attempt == 1 and exc.connection_invalidated:
+                    continue
+                raise self._failure(exc) from None
+        raise AssertionError("unreachable")
+
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         """One short write transaction, serialized against every other writer."""
         if self._closed:
             raise StoreError("store is closed")
         with self._local_write_lock:
+            conn = self._begin_write()
             try:
-                with self._writer.begin() as conn:
-                    if self._pg:
-                        conn.execute(_PG_LOCK, {"me": self._id})
-                    yield conn
+                yield conn
+                conn.commit()
             except sa.exc.IntegrityError:
                 raise
             except sa.exc.DBAPIError as exc:
                 raise self._failure(exc) from None
+            finally:
+                conn.close()  # rolls back whatever was not committed
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        """A read-only transaction on one snapshot."""
+    def _read_tx(self, body: Callable[[sa.Connection], T]) -> T:
+        """Run ``body`` in a read-only transaction on one snapshot.
+
+        Reads are idempotent, so a connection the server dropped is retried once.
+        """
         if self._closed:
             raise StoreError("store is closed")
-        try:
-            with self._reader.connect() as conn:
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            raise self._failure(exc) from None
+        for attempt in (1, 2):
+            try:
+                with self._reader.connect() as conn:
+                    return body(conn)
+            except sa.exc.DBAPIError as exc:
+                if attempt == 1 and exc.connection_invalidated:
+                    continue
+                raise self._failure(exc) from None
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _revisions(conn: sa.Connection) -> tuple[int, int]:
@@ -388,12 +417,14 @@ class SqlStore:
 
     def get(self, key: str, revision: int | None = None) -> KeyValue | None:
         """The live value now, or at ``revision`` (None or 0 mean now)."""
-        with self._read() as conn:
+
+        def body(conn: sa.Connection) -> Any:
             if revision:
                 self._check_revision(conn, revision)
-                row = conn.execute(_AT, {"name": key, "rev": revision}).first()
-            else:
-                row = conn.execute(_LATEST, {"name": key}).first()
+                return conn.execute(_AT, {"name": key, "rev": revision}).first()
+            return conn.execute(_LATEST, {"name": key}).first()
+
+        row = self._read_tx(body)
         if row is None or row.deleted:
             return None
         return KeyValue(key, bytes(row.value or b""), row.id, row.id if row.created else row.create_revision)
@@ -413,41 +444,41 @@ class SqlStore:
         if continue_token:
             revision, after = decode_continue(continue_token, prefix)
         params: dict[str, Any] = {"lo": prefix, "hi": prefix_end(prefix), "after": after}
-        with self._read() as conn:
+        paged = limit is not None and limit > 0
+
+        def body(conn: sa.Connection) -> tuple[int, Sequence[Any], int | None]:
             if revision:
                 self._check_revision(conn, revision)
+                at = revision
             else:
-                revision, _ = self._revisions(conn)
-            params["rev"] = revision
-            if limit is not None and limit > 0:
-                rows = conn.execute(_LIST_LIMITED, {**params, "limit": limit + 1}).all()
-            else:
-                rows = conn.execute(_LIST, params).all()
-            more = limit is not None and limit > 0 and len(rows) > limit
-            remaining = None
-            if more:
-                rows = rows[:limit]
-                last = rows[-1].name
-                remaining = int(conn.execute(_COUNT, {**params, "after": last}).scalar_one())
+                at, _ = self._revisions(conn)
+            if not paged:
+                return at, conn.execute(_LIST, {**params, "rev": at}).all(), None
+            rows = conn.execute(_LIST_LIMITED, {**params, "rev": at, "limit": limit + 1}).all()
+            if len(rows) <= limit:  # type: ignore[operator]
+                return at, rows, None
+            rows = rows[:limit]
+            remaining = conn.execute(_COUNT, {**params, "rev": at, "after": rows[-1].name}).scalar_one()
+            return at, rows, int(remaining)
+
+        at, rows, remaining = self._read_tx(body)
+        more = remaining is not None
         items = [
             KeyValue(r.name, bytes(r.value or b""), r.id, r.id if r.created else r.create_revision)
             for r in rows
         ]
-        token = encode_continue(revision, items[-1].key) if more else None
-        return ListResult(items=items, revision=revision, continue_token=token, remaining=remaining)
+        token = encode_continue(at, items[-1].key) if more else None
+        return ListResult(items=items, revision=at, continue_token=token, remaining=remaining)
 
     def count(self, prefix: str) -> int:
         params = {"lo": prefix, "hi": prefix_end(prefix), "after": "", "rev": _NO_LIMIT_REV}
-        with self._read() as conn:
-            return int(conn.execute(_COUNT, params).scalar_one())
+        return int(self._read_tx(lambda conn: conn.execute(_COUNT, params).scalar_one()))
 
     def current_revision(self) -> int:
-        with self._read() as conn:
-            return self._revisions(conn)[0]
+        return self._read_tx(self._revisions)[0]
 
     def compacted_revision(self) -> int:
-        with self._read() as conn:
-            return self._revisions(conn)[1]
+        return self._read_tx(self._revisions)[1]
 
     # -- watches ---------------------------------------------------------------------------
 
@@ -461,27 +492,30 @@ class SqlStore:
 
     def _read_after(self, after: int, limit: int) -> tuple[list[Event], int]:
         """The poller's read: the next rows of the log, and the compacted revision (one snapshot)."""
-        with self._read() as conn:
+
+        def body(conn: sa.Connection) -> tuple[list[Event], int]:
             _, compacted = self._revisions(conn)
             rows = conn.execute(_AFTER, {"after": after, "limit": limit}).all()
-        return [_event(r) for r in rows], compacted
+            return [_event(r) for r in rows], compacted
+
+        return self._read_tx(body)
 
     def _read_range(self, prefix: str, after: int, upto: int) -> list[Event]:
         """History for a watch that starts behind the poller."""
-        with self._read() as conn:
+
+        def body(conn: sa.Connection) -> list[Event]:
             _, compacted = self._revisions(conn)
             if after < compacted:
                 raise CompactedError(after, compacted)
-            rows = conn.execute(
-                _RANGE, {"after": after, "upto": upto, "lo": prefix, "hi": prefix_end(prefix)}
-            ).all()
-        return [_event(r) for r in rows]
+            params = {"after": after, "upto": upto, "lo": prefix, "hi": prefix_end(prefix)}
+            return [_event(r) for r in conn.execute(_RANGE, params).all()]
+
+        return self._read_tx(body)
 
     # -- compaction ------------------------------------------------------------------------
 
     def compact(self, revision: int) -> int:
-        with self._read() as conn:
-            current, compacted = self._revisions(conn)
+        current, compacted = self._read_tx(self._revisions)
         if revision > current:
             raise FutureRevisionError(f"cannot compact to {revision}: the current revision is {current}")
         if revision <= compacted:

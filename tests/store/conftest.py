@@ -36,7 +36,7 @@ def pg_admin_url() -> str:
     return url
 
 
-def _libpq(url: str) -> str:
+def libpq_url(url: str) -> str:
     """A SQLAlchemy URL as psycopg wants it (no +driver)."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -44,7 +44,7 @@ def _libpq(url: str) -> str:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """A fresh, empty PostgreSQL database; yields its URL."""
-    admin = _libpq(pg_admin_url())
+    admin = libpq_url(pg_admin_url())
     name = f"kybern_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -8,11 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from kybern.plugins import sqlstore
 from kybern.plugins.sqlstore import SqlStore
 from kybern.plugins.sqlstore.options import mask, parse_target
 from kybern.store import StoreUnavailableError
+from sqlalchemy.engine import make_url
+
+from .conftest import libpq_url, pg_admin_url
 
 KYBERN = [sys.executable, "-c", "import sys; from kybern.cli import main; sys.exit(main())"]
 
@@ -148,3 +152,22 @@ def test_schema_from_a_newer_kybern_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match="revision 0099, newer than this kybern knows") as err:
         SqlStore(url, compact_interval=0)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.postgres
+def test_connections_dropped_by_the_server_are_replaced(pg_database: str) -> None:
+    """After a PostgreSQL restart (here: every backend of the database terminated) the next
+    calls succeed on fresh connections, and the watch carries on without a gap."""
+    with SqlStore(pg_database, compact_interval=0) as store:
+        watch = store.watch("/", 0)
+        first = store.create("/a", b"1")
+        assert store.get("/a") is not None
+        with psycopg.connect(libpq_url(pg_admin_url()), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (make_url(pg_database).database,),
+            )
+        second = store.create("/b", b"2")
+        assert [kv.key for kv in store.list("/").items] == ["/a", "/b"]
+        events = [watch.get(10), watch.get(10)]
+        assert [e.revision for e in events if e is not None] == [first, second]
