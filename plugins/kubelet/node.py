@@ -1,0 +1,390 @@
+"""One node: its Node object, Lease, pod CIDR and network, and the workers of its pods.
+
+A process may run many of these (hollow nodes); everything periodic (lease renewal, status,
+runtime relist) is driven by the component for all nodes at once, so a node costs no task
+or thread of its own while idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kybern.client import ApiClient, ApiError
+from kybern.plugins.kubelet.backoff import Backoff
+from kybern.plugins.kubelet.events import EventRecorder
+from kybern.plugins.kubelet.nodeinfo import (
+    KUBELET_PORT,
+    NodeResources,
+    condition,
+    network_name,
+    node_labels,
+    pick_pod_cidr,
+    system_info,
+)
+from kybern.plugins.kubelet.objcache import ObjectCache
+from kybern.plugins.kubelet.podworker import PodWorker
+from kybern.plugins.kubelet.volumes import VolumeManager
+from kybern.runtime import ContainerRuntime, ContainerRuntimeError, RuntimeStatus
+from loguru import logger
+
+if TYPE_CHECKING:
+    from kybern.plugins.kubelet.localpath import ClaimResolver
+
+log = logger.bind(component="kubelet")
+
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_S = 40
+#: a node status that did not change is still written this often (heartbeat)
+STATUS_REPORT_S = 60.0
+
+
+def _micro_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _strip_heartbeats(status: dict[str, Any]) -> dict[str, Any]:
+    conds = [{k: v for k, v in c.items() if k != "lastHeartbeatTime"} for c in status.get("conditions") or []]
+    return {**status, "conditions": conds}
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        name: str,
+        runtime: ContainerRuntime,
+        api: ApiClient,
+        events: EventRecorder,
+        cache: ObjectCache,
+        data_dir: Path,
+        resources: NodeResources,
+        node_ip: str,
+        *,
+        control_plane: bool = False,
+        hollow: bool = False,
+        cluster_cidr: str,
+        claims: ClaimResolver | None = None,
+    ) -> None:
+        self.name = name
+        self.runtime = runtime
+        self.api = api
+        self.events = events
+        self.cache = cache
+        self.data_dir = data_dir
+        self.resources = resources
+        self.node_ip = node_ip
+        self.control_plane = control_plane
+        self.hollow = hollow
+        self.cluster_cidr = cluster_cidr
+        self.claims = claims
+        self.volumes = VolumeManager(data_dir, cache, name)
+        self.workers: dict[str, PodWorker] = {}
+        self.crash_backoff = Backoff(10.0, 300.0)
+        self.pull_backoff = Backoff(10.0, 300.0)
+        self.sandbox_backoff = Backoff(2.0, 60.0)
+        #: image pull failures: key -> time of the last failure
+        self.pull_failures: dict[tuple[str, str, str], float] = {}
+        self.runtime_scheme = "podman"
+        self.runtime_version = "unknown://"
+        self.runtime_status = RuntimeStatus(False, "container runtime status not checked yet")
+        self.node_uid: str | None = None
+        self.pod_cidr: str | None = None
+        self.network: str | None = None
+        self.network_error: str | None = None
+        self._lease: dict[str, Any] | None = None
+        self._status_written: dict[str, Any] | None = None
+        self._status_written_at = 0.0
+        self._conditions: dict[str, dict[str, Any]] = {}
+        #: the relist's last view: pod uid -> fingerprint of its containers
+        self._seen: dict[str, tuple[Any, ...]] = {}
+
+    def allocatable(self) -> dict[str, str]:
+        return self.resources.allocatable()
+
+    # ------------------------------------------------------------------ registration
+
+    async def register(self) -> None:
+        """Create or update the Node; choose the pod CIDR; set up the pod network."""
+        try:
+            version = await self.runtime.version()
+            self.runtime_scheme = version.runtime_name
+            self.runtime_version = str(version)
+        except Exception as exc:  # an unusable runtime must not stop registration
+            log.warning("node {}: runtime version unknown: {}", self.name, exc)
+        await self.check_runtime()
+        try:
+            node = await self.api.get("nodes", self.name)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            node = None
+        if node is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": self.name, "labels": node_labels(self.name, self.control_plane)},
+                "spec": {},
+            }
+            try:
+                node = await self.api.create("nodes", body)
+                log.info("registered node {}", self.name)
+            except ApiError as exc:
+                if not exc.already_exists:
+                    raise
+                node = await self.api.get("nodes", self.name)
+        else:
+            labels = node_labels(self.name, self.control_plane)
+            current = (node.get("metadata") or {}).get("labels") or {}
+            if any(current.get(k) != v for k, v in labels.items()):
+                node = await self.api.patch("nodes", self.name, {"metadata": {"labels": labels}})
+        self.node_uid = (node.get("metadata") or {}).get("uid")
+        spec = node.get("spec") or {}
+        self.pod_cidr = spec.get("podCIDR")
+        if not self.pod_cidr:
+            await self._claim_pod_cidr()
+        await self.ensure_network()
+        await self.update_status(force=True)
+
+    async def _claim_pod_cidr(self) -> None:
+        """No node IPAM yet: take a /24 of the cluster CIDR that no other node has."""
+        nodes = await self.api.list("nodes")
+        taken = {
+            (n.get("spec") or {}).get("podCIDR")
+            for n in nodes.get("items") or []
+            if (n.get("metadata") or {}).get("name") != self.name
+        }
+        cidr = pick_pod_cidr(self.name, {t for t in taken if t}, self.cluster_cidr)
+        await self.api.patch("nodes", self.name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+        self.pod_cidr = cidr
+        log.info("node {} uses pod CIDR {}", self.name, cidr)
+
+    async def ensure_network(self) -> None:
+        if not self.pod_cidr or self.network is not None:
+            return
+        name = network_name(self.pod_cidr)
+        try:
+            await self.runtime.ensure_network(name, self.pod_cidr)
+            self.network = name
+            self.network_error = None
+        except Exception as exc:
+            self.network_error = f"pod network {name} ({self.pod_cidr}): {exc}"
+            log.warning("node {}: {}", self.name, self.network_error)
+
+    async def check_runtime(self) -> None:
+        try:
+            self.runtime_status = await self.runtime.status()
+        except Exception as exc:
+            self.runtime_status = RuntimeStatus(False, f"container runtime status check failed: {exc}")
+
+    # ------------------------------------------------------------------ status and lease
+
+    def _status(self) -> dict[str, Any]:
+        now = _now()
+        ok = self.runtime_status.ok and self.network_error is None
+        if ok:
+            reason, message = "KubeletReady", "kubelet is posting ready status"
+        else:
+            reason = "KubeletNotReady"
+            message = (
+                f"container runtime is down: {self.runtime_status.reason}"
+                if not self.runtime_status.ok
+                else (self.network_error or "")
+            )
+        conds = [
+            condition(
+                "MemoryPressure",
+                False,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+                now,
+                self._conditions.get("MemoryPressure"),
+            ),
+            condition(
+                "DiskPressure",
+                False,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+                now,
+                self._conditions.get("DiskPressure"),
+            ),
+            condition(
+                "PIDPressure",
+                False,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+                now,
+                self._conditions.get("PIDPressure"),
+            ),
+            condition("Ready", ok, reason, message, now, self._conditions.get("Ready")),
+        ]
+        return {
+            "capacity": self.resources.capacity(),
+            "allocatable": self.resources.allocatable(),
+            "conditions": conds,
+            "addresses": [
+                {"type": "InternalIP", "address": self.node_ip},
+                {"type": "Hostname", "address": self.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "nodeInfo": system_info(self.runtime_version, self.hollow),
+        }
+
+    async def update_status(self, force: bool = False) -> None:
+        """Write the node status when it changed, or as a heartbeat every STATUS_REPORT_S."""
+        if not self.runtime_status.ok or self.network_error:
+            await self.check_runtime()
+            await self.ensure_network() if self.network is None else None
+        status = self._status()
+        stale = time.monotonic() - self._status_written_at >= STATUS_REPORT_S
+        if (
+            not force
+            and not stale
+            and self._status_written is not None
+            and _strip_heartbeats(status) == _strip_heartbeats(self._status_written)
+        ):
+            return
+        try:
+            await self.api.patch("nodes", self.name, {"status": status}, subresource="status")
+        except ApiError as exc:
+            if exc.not_found:  # deleted behind our back: register again
+                self._status_written = None
+                await self.register()
+                return
+            raise
+        was = self._conditions.get("Ready", {}).get("status")
+        self._conditions = {c["type"]: c for c in status["conditions"]}
+        if was != self._conditions["Ready"]["status"]:
+            ready = self._conditions["Ready"]["status"] == "True"
+            self.events.emit(
+                self.name,
+                self._node_ref(),
+                "Normal",
+                "NodeReady" if ready else "NodeNotReady",
+                f"Node {self.name} status is now: {'NodeReady' if ready else 'NodeNotReady'}",
+            )
+        self._status_written = status
+        self._status_written_at = time.monotonic()
+
+    def _node_ref(self) -> dict[str, Any]:
+        return {
+            "kind": "Node",
+            "apiVersion": "v1",
+            "name": self.name,
+            "uid": self.name,
+            "namespace": "default",
+        }
+
+    async def renew_lease(self) -> None:
+        lease = self._lease
+        if lease is not None:
+            lease["spec"]["renewTime"] = _micro_now()
+            lease["spec"]["holderIdentity"] = self.name
+            try:
+                self._lease = await self.api.update(
+                    "leases.coordination.k8s.io", lease, namespace=LEASE_NAMESPACE
+                )
+                return
+            except ApiError as exc:
+                if not (exc.conflict or exc.not_found):
+                    raise
+                self._lease = None
+        try:
+            current = await self.api.get("leases.coordination.k8s.io", self.name, namespace=LEASE_NAMESPACE)
+        except ApiError as exc:
+            if not exc.not_found:
+                raise
+            current = None
+        spec = {
+            "holderIdentity": self.name,
+            "leaseDurationSeconds": LEASE_DURATION_S,
+            "renewTime": _micro_now(),
+        }
+        if current is None:
+            body: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": LEASE_NAMESPACE},
+                "spec": spec,
+            }
+            if self.node_uid:
+                body["metadata"]["ownerReferences"] = [
+                    {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.node_uid}
+                ]
+            try:
+                self._lease = await self.api.create(
+                    "leases.coordination.k8s.io", body, namespace=LEASE_NAMESPACE
+                )
+            except ApiError as exc:
+                if not exc.already_exists:
+                    raise
+                self._lease = await self.api.get(
+                    "leases.coordination.k8s.io", self.name, namespace=LEASE_NAMESPACE
+                )
+        else:
+            current["spec"] = {**(current.get("spec") or {}), **spec}
+            self._lease = await self.api.update(
+                "leases.coordination.k8s.io", current, namespace=LEASE_NAMESPACE
+            )
+
+    # ------------------------------------------------------------------ pods
+
+    def pod_event(self, kind: str, pod: dict[str, Any]) -> None:
+        uid = (pod.get("metadata") or {}).get("uid", "")
+        worker = self.workers.get(uid)
+        if kind == "DELETED":
+            if worker is not None:
+                worker.pod = pod
+                worker.mark_deleted()
+            return
+        if worker is None:
+            worker = self.workers[uid] = PodWorker(self, pod)
+            worker.start()
+        else:
+            worker.update(pod)
+
+    def forget(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+        self._seen.pop(uid, None)
+
+    async def adopt(self, pods: list[dict[str, Any]]) -> None:
+        """After a (re)start: remove what no pod bound here owns; the pods' workers adopt the
+        rest (running containers are found by their labels and left running)."""
+        keep = {(p.get("metadata") or {}).get("uid", "") for p in pods}
+        try:
+            removed = await self.runtime.remove_unowned(keep)
+        except ContainerRuntimeError as exc:
+            log.warning("node {}: cleaning up unowned pods failed: {}", self.name, exc)
+            return
+        if removed:
+            log.info("node {}: removed {} pod(s) no longer bound here", self.name, len(removed))
+
+    async def relist(self) -> None:
+        """The pod lifecycle event generator: wake the workers of pods whose containers
+        changed state since the last look (one runtime call for the whole node)."""
+        if not self.workers:
+            return
+        try:
+            containers = await self.runtime.list_containers()
+        except Exception as exc:
+            log.debug("node {}: relist failed: {}", self.name, exc)
+            return
+        by_pod: dict[str, list[tuple[str, str, int]]] = {}
+        for c in containers:
+            by_pod.setdefault(c.pod_uid, []).append((c.id, c.state, c.attempt))
+        for uid, worker in self.workers.items():
+            fingerprint = tuple(sorted(by_pod.get(uid, [])))
+            if self._seen.get(uid) != fingerprint:
+                if uid in self._seen:
+                    worker.wake()
+                self._seen[uid] = fingerprint
+
+    async def stop_workers(self) -> None:
+        await asyncio.gather(*(w.stop() for w in list(self.workers.values())), return_exceptions=True)
+        self.workers.clear()
