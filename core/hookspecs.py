@@ -11,6 +11,7 @@ never elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         RuntimeSpec,
     )
     from kybern.resources import FieldError, ResourceType
+    from kybern.scheduling import CycleState, NodeInfo, PodInfo, PostFilterResult
     from kybern.store import Store
 
 PROJECT = "kybern"
@@ -91,74 +93,96 @@ def kybern_admission_validate(request: AdmissionRequest) -> list[FieldError] | N
 
 # --------------------------------------------------------------------------- scheduling
 # Extension points of the scheduling framework (kube-scheduler's names). Each hook
-# implementation belongs to a named plugin; a profile in the scheduler configuration enables,
-# disables and weighs them by that name. ``state`` is the per-pod cycle state, ``pod`` the Pod
-# model, ``node``/``nodes`` the scheduler's node infos. A "status" is None for success or a
-# one-line reason that kube-scheduler would print ("Insufficient cpu").
+# implementation belongs to a scheduler plugin, named by the module attribute
+# ``SCHEDULER_PLUGIN_NAME`` (kube's name, e.g. "NodeResourcesFit"; default: the entry point
+# name). A profile of the scheduler configuration enables, disables and weighs plugins by that
+# name; the scheduler calls only the implementations its profile enables, one plugin at a
+# time. ``SCHEDULER_DEFAULT_ENABLED = True`` puts a plugin in the default profile (built-ins,
+# or a third-party plugin that wants to work once installed); ``SCHEDULER_DEFAULT_WEIGHT``
+# is its score weight there (default 1).
+#
+# Types come from :mod:`kybern.scheduling`: ``state`` is the CycleState of one attempt,
+# ``pod`` a PodInfo, ``nodes`` NodeInfos. Node-level hooks take a list of nodes and answer
+# for all of them in one call. A reason is the one line kube-scheduler would print
+# ("Insufficient cpu"); a ``kybern.scheduling.Unresolvable`` reason tells preemption not to
+# bother with that node. Hooks marked "may return an awaitable" do API work: the scheduler
+# awaits what they return.
 
 
 @hookspec(firstresult=True)
-def kybern_sched_queue_sort_key(pod: Any) -> Any:
-    """Sort key for the active queue (lower first); PrioritySort's is (-priority, time)."""
+def kybern_sched_queue_sort_key(pod: PodInfo) -> Any:
+    """Sort key for the active queue (lower first); PrioritySort's is (-priority, creation)."""
 
 
 @hookspec
-def kybern_sched_pre_filter(state: Any, pod: Any, nodes: list[Any]) -> str | None:
-    """Compute per-pod state once, or reject the pod before looking at any node."""
+def kybern_sched_pre_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> str | None:
+    """Compute per-pod state once. None to go on, ``kybern.scheduling.SKIP`` when this
+    plugin's filter has nothing to check for the pod, or a reason that rejects the pod on
+    every node."""
 
 
 @hookspec
-def kybern_sched_filter(state: Any, pod: Any, node: Any) -> str | None:
-    """Can ``pod`` run on ``node``? None if yes, else the reason."""
+def kybern_sched_filter(
+    state: CycleState, pod: PodInfo, nodes: list[NodeInfo]
+) -> dict[str, list[str]] | None:
+    """The nodes (by name) where ``pod`` cannot run, with the reasons; nodes not named pass."""
 
 
 @hookspec
-def kybern_sched_post_filter(state: Any, pod: Any, reasons: dict[str, str]) -> str | None:
-    """Runs when no node fits (preemption): return a node name to nominate, or None."""
+def kybern_sched_post_filter(
+    state: CycleState, pod: PodInfo, reasons: dict[str, list[str]]
+) -> PostFilterResult | Awaitable[PostFilterResult | None] | None:
+    """Runs when no node fits (preemption); ``reasons`` are the filter failures per node.
+    May return an awaitable."""
 
 
 @hookspec
-def kybern_sched_pre_score(state: Any, pod: Any, nodes: list[Any]) -> None:
-    """Prepare scoring state for the feasible nodes."""
+def kybern_sched_pre_score(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> str | None:
+    """Prepare scoring state for the feasible nodes; ``SKIP`` when this plugin's score has no
+    opinion about the pod."""
 
 
 @hookspec
-def kybern_sched_score(state: Any, pod: Any, nodes: list[Any]) -> dict[str, float]:
-    """Score each feasible node (by name)."""
+def kybern_sched_score(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, float] | None:
+    """Score each feasible node (by name), higher is better; None for no opinion."""
 
 
 @hookspec
-def kybern_sched_normalize_score(state: Any, pod: Any, scores: dict[str, float]) -> None:
-    """Rescale this plugin's scores to 0..100 in place."""
+def kybern_sched_normalize_score(state: CycleState, pod: PodInfo, scores: dict[str, float]) -> None:
+    """Rescale this plugin's own scores to 0..100 in place (called with that plugin's scores)."""
 
 
 @hookspec
-def kybern_sched_reserve(state: Any, pod: Any, node_name: str) -> str | None:
-    """Claim resources on the chosen node before binding."""
+def kybern_sched_reserve(state: CycleState, pod: PodInfo, node_name: str) -> str | None:
+    """Claim plugin-side resources on the chosen node before binding; a reason refuses."""
 
 
 @hookspec
-def kybern_sched_unreserve(state: Any, pod: Any, node_name: str) -> None:
+def kybern_sched_unreserve(state: CycleState, pod: PodInfo, node_name: str) -> None:
     """Undo ``reserve`` after a later extension point failed."""
 
 
 @hookspec
-def kybern_sched_permit(state: Any, pod: Any, node_name: str) -> str | None:
-    """Allow, deny (reason) or delay binding."""
+def kybern_sched_permit(state: CycleState, pod: PodInfo, node_name: str) -> str | None:
+    """Allow (None) or deny (a reason) binding."""
 
 
 @hookspec
-def kybern_sched_pre_bind(state: Any, pod: Any, node_name: str) -> str | None:
-    """Work before binding (e.g. provisioning volumes)."""
+def kybern_sched_pre_bind(
+    state: CycleState, pod: PodInfo, node_name: str
+) -> str | Awaitable[str | None] | None:
+    """Work before binding (e.g. provisioning volumes); a reason fails the attempt. May
+    return an awaitable."""
 
 
 @hookspec(firstresult=True)
-def kybern_sched_bind(state: Any, pod: Any, node_name: str) -> bool | None:
-    """Bind the pod; return True if handled (DefaultBinder uses pods/binding)."""
+def kybern_sched_bind(state: CycleState, pod: PodInfo, node_name: str) -> Awaitable[str | None] | None:
+    """Bind the pod: return None to let another binder do it, or an awaitable that binds
+    and gives None on success or the error (DefaultBinder posts pods/binding)."""
 
 
 @hookspec
-def kybern_sched_post_bind(state: Any, pod: Any, node_name: str) -> None:
+def kybern_sched_post_bind(state: CycleState, pod: PodInfo, node_name: str) -> None:
     """Informational, after a successful bind."""
 
 

@@ -1,0 +1,52 @@
+"""The scheduler component plugin (``scheduler`` entry point).
+
+It offers the ``scheduler`` component and the ``--scheduler-config FILE`` option of
+``kybern server``; the extension points it drives are the ``kybern_sched_*`` hooks, and the
+default plugins (``kybern.plugins.scheduler.defaults.*``) are separate entry points so a
+third-party plugin is registered exactly like them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+from kybern import hookimpl
+from kybern.components import ComponentSpec
+
+if TYPE_CHECKING:
+    from kybern.components import Component, RunContext
+
+
+def create_scheduler(ctx: RunContext) -> Component:
+    from kybern.plugins.scheduler.scheduler import Scheduler
+
+    return Scheduler(ctx)
+
+
+@hookimpl
+def kybern_components() -> list[ComponentSpec]:
+    return [
+        ComponentSpec(
+            "scheduler",
+            create_scheduler,
+            requires=("apiserver",),
+            order=30,
+            description="assigns pending pods to nodes (kube-scheduler's framework and plugins)",
+        )
+    ]
+
+
+@hookimpl
+def kybern_server_options(command: str) -> list[click.Option]:
+    if command != "server":
+        return []
+    return [
+        click.Option(
+            ["--scheduler-config"],
+            type=click.Path(dir_okay=False),
+            default=None,
+            metavar="FILE",
+            help="KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) YAML: profiles, plugins, args",
+        )
+    ]

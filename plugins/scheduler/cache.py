@@ -1,0 +1,105 @@
+"""The scheduler's view of the cluster: nodes and the pods assigned to them, fed by watches.
+
+A pod the scheduler picked a node for is *assumed* on that node at once, before binding
+completes, so the next pod of a burst already sees the node's reduced room; the watch event
+of the bound pod later confirms it, a failed binding forgets it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kybern.scheduling import NodeInfo, PodInfo
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+class SchedulerCache:
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeInfo] = {}
+        #: uid -> node name of every pod counted on a node (bound or assumed)
+        self.pod_node: dict[str, str] = {}
+        #: pods counted because the scheduler assumed them, not yet confirmed by a watch
+        self.assumed: set[str] = set()
+        #: pods assigned to nodes the cache does not know (yet)
+        self._orphans: dict[str, PodInfo] = {}
+        self._node_list: list[NodeInfo] | None = None
+
+    # --- nodes ---------------------------------------------------------------------------------
+
+    def node_list(self) -> list[NodeInfo]:
+        if self._node_list is None:
+            self._node_list = list(self.nodes.values())
+        return self._node_list
+
+    def set_node(self, obj: dict[str, Any]) -> tuple[NodeInfo, bool]:
+        """Add or update a node; the flag says whether anything scheduling reads changed."""
+        name = (obj.get("metadata") or {}).get("name") or ""
+        info = self.nodes.get(name)
+        if info is None:
+            info = NodeInfo.from_obj(obj)
+            self.nodes[name] = info
+            self._node_list = None
+            for uid, pod in list(self._orphans.items()):
+                if pod.node_name == name:
+                    del self._orphans[uid]
+                    info.add_pod(pod)
+            return info, True
+        before = (info.allocatable, info.labels, info.taints, info.unschedulable)
+        info.set_node(obj)
+        return info, before != (info.allocatable, info.labels, info.taints, info.unschedulable)
+
+    def remove_node(self, name: str) -> None:
+        info = self.nodes.pop(name, None)
+        self._node_list = None
+        if info is not None:
+            for uid, pod in info.pods.items():
+                self.pod_node.pop(uid, None)
+                self.assumed.discard(uid)
+                self._orphans[uid] = pod
+
+    # --- pods ----------------------------------------------------------------------------------
+
+    def set_assigned_pod(self, pod: PodInfo) -> bool:
+        """A pod bound to a node (from a watch); True if the cache did not count it before."""
+        if pod.obj.get("status", {}).get("phase") in TERMINAL_PHASES:
+            self.remove_pod(pod.uid)
+            return False
+        was_known = pod.uid in self.pod_node and pod.uid not in self.assumed
+        self.assumed.discard(pod.uid)
+        old = self.pod_node.get(pod.uid)
+        if old is not None and old != pod.node_name and old in self.nodes:
+            self.nodes[old].remove_pod(pod.uid)
+        node = self.nodes.get(pod.node_name)
+        if node is None:
+            self._orphans[pod.uid] = pod
+            self.pod_node.pop(pod.uid, None)
+            return not was_known
+        node.add_pod(pod)
+        self.pod_node[pod.uid] = pod.node_name
+        return not was_known
+
+    def remove_pod(self, uid: str) -> PodInfo | None:
+        self.assumed.discard(uid)
+        self._orphans.pop(uid, None)
+        name = self.pod_node.pop(uid, None)
+        if name is None or name not in self.nodes:
+            return None
+        return self.nodes[name].remove_pod(uid)
+
+    def assume(self, pod: PodInfo, node_name: str) -> PodInfo:
+        """Count ``pod`` on ``node_name`` now; returns the assumed copy."""
+        assumed = PodInfo(**{f: getattr(pod, f) for f in PodInfo.__slots__})  # type: ignore[attr-defined]
+        assumed.node_name = node_name
+        self.nodes[node_name].add_pod(assumed)
+        self.pod_node[pod.uid] = node_name
+        self.assumed.add(pod.uid)
+        return assumed
+
+    def forget(self, uid: str) -> None:
+        """Binding failed: stop counting the assumed pod."""
+        if uid in self.assumed:
+            self.remove_pod(uid)
+
+    def is_counted(self, uid: str) -> bool:
+        return uid in self.pod_node
