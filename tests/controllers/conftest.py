@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kybern.client import HttpApiClient
+from kybern.client import ApiError, HttpApiClient
 from support.cluster import Server, running_server
 
 
@@ -67,9 +67,17 @@ async def set_pod_ready(client: HttpApiClient, pod: dict[str, Any], ready: bool 
             {"type": "ContainersReady", "status": "True" if ready else "False", "lastTransitionTime": now()},
         ],
     }
-    await client.patch(
-        "pods", meta["name"], {"status": status}, namespace=meta["namespace"], subresource="status"
-    )
+    for attempt in range(5):
+        try:
+            await client.patch(
+                "pods", meta["name"], {"status": status}, namespace=meta["namespace"], subresource="status"
+            )
+            return
+        except ApiError as exc:
+            # the API server answers a patch that raced with another write with 409 (see report)
+            if not exc.conflict or attempt == 4:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def mark_pods_ready(server: Server, namespace: str, selector: str | None = None) -> int:

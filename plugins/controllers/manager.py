@@ -1,0 +1,182 @@
+"""The ``controller-manager`` component: leader election, shared informers, the controllers.
+
+Like kube-controller-manager, one Lease (``kube-system/kube-controller-manager``) elects the
+process that runs all controllers; the others wait as hot standbys. Losing the Lease stops the
+controllers and drops their caches (they are rebuilt on the next win), which is what keeps two
+managers from ever acting on the same object with different views.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Any
+
+import click
+from kybern import hookimpl
+from kybern.components import ComponentSpec, ConfigurationError, RunContext
+from kybern.controllers import Controller, ControllerContext, ControllerSpec
+from kybern.events import EventRecorder
+from kybern.informers import SharedInformerFactory
+from kybern.leaderelection import LeaderElector, unique_identity
+from loguru import logger
+
+log = logger.bind(component="controller-manager")
+
+LEASE_NAME = "kube-controller-manager"
+LEASE_NAMESPACE = "kube-system"
+USER_AGENT = "kube-controller-manager"
+#: informers deliver every object again this often, so controllers retry what events missed
+RESYNC_PERIOD = 30.0
+
+
+def collect_controllers(ctx: RunContext) -> list[ControllerSpec]:
+    specs: dict[str, ControllerSpec] = {}
+    for batch in ctx.plugins.hook.kybern_controllers():
+        for spec in batch or []:
+            if spec.name in specs:
+                raise ConfigurationError(f"two plugins provide controller {spec.name!r}")
+            specs[spec.name] = spec
+    return sorted(specs.values(), key=lambda s: s.name)
+
+
+def _seconds(value: Any, default: float) -> float:
+    """kube's duration flags ("15s") or plain seconds."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    if text.endswith("s"):
+        text = text[:-1]
+    return float(text)
+
+
+class ControllerManager:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        extra = ctx.config.extra
+        self.lease_duration = _seconds(extra.get("leader_elect_lease_duration"), 15.0)
+        self.renew_deadline = _seconds(extra.get("leader_elect_renew_deadline"), 10.0)
+        self.retry_period = _seconds(extra.get("leader_elect_retry_period"), 2.0)
+        disabled = set(ctx.config.disabled)
+        self.specs = [s for s in collect_controllers(ctx) if s.name not in disabled]
+        self.client: Any = None
+        self.elector: LeaderElector | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: names of the controllers running right now (while leading)
+        self.running: list[str] = []
+
+    async def start(self) -> None:
+        if self.ctx.api is None:
+            raise ConfigurationError("the controller manager needs an API server")
+        self.client = self.ctx.api(USER_AGENT)
+        self.elector = LeaderElector(
+            self.client,
+            LEASE_NAME,
+            LEASE_NAMESPACE,
+            identity=unique_identity(socket.gethostname()),
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+            on_started_leading=self._lead,
+        )
+        log.info("controllers: {}", ", ".join(s.name for s in self.specs) or "none")
+        self._task = asyncio.create_task(self.elector.run(), name="controller-manager")
+
+    async def _lead(self) -> None:
+        informers = SharedInformerFactory(self.client, resync_period=RESYNC_PERIOD)
+        recorders: dict[str, EventRecorder] = {}
+
+        def recorder(component: str) -> EventRecorder:
+            if component not in recorders:
+                recorders[component] = EventRecorder(self.client, component, socket.gethostname())
+            return recorders[component]
+
+        cctx = ControllerContext(
+            client=self.client, informers=informers, recorder=recorder, config=self.ctx.config
+        )
+        controllers: list[tuple[ControllerSpec, Controller]] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for spec in self.specs:
+                try:
+                    controllers.append((spec, spec.factory(cctx)))
+                except Exception:
+                    log.exception("controller {} failed to start", spec.name)
+            informers.start()
+            await informers.wait_for_sync()
+            for spec, controller in controllers:
+                tasks.append(
+                    asyncio.create_task(controller.run(spec.workers), name=f"controller {spec.name}")
+                )
+            self.running = [spec.name for spec, _ in controllers]
+            log.info("started controllers: {}", ", ".join(self.running) or "none")
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for (spec, _), result in zip(controllers, results, strict=False):
+                if isinstance(result, Exception):
+                    log.opt(exception=result).error("controller {} failed", spec.name)
+        finally:
+            self.running = []
+            for _, controller in controllers:
+                with contextlib.suppress(Exception):
+                    await controller.stop()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await informers.stop()
+            for rec in recorders.values():
+                await rec.close()
+
+    async def stop(self) -> None:
+        if self.elector is not None:
+            self.elector.stop()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 15)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            except Exception as exc:
+                log.warning("controller manager ended with {!r}", exc)
+        if self.client is not None:
+            await self.client.close()
+
+
+@hookimpl
+def kybern_components() -> list[ComponentSpec]:
+    return [
+        ComponentSpec(
+            name="controller-manager",
+            factory=ControllerManager,  # type: ignore[arg-type]
+            roles=frozenset({"server"}),
+            order=40,
+            description="runs the controllers (ReplicaSet, Deployment, ...) under leader election",
+        )
+    ]
+
+
+@hookimpl
+def kybern_server_options(command: str) -> list[click.Option]:
+    if command != "server":
+        return []
+    return [
+        click.Option(
+            ["--leader-elect-lease-duration"],
+            default="15s",
+            show_default=True,
+            help="How long a controller-manager Lease holds without renewal",
+        ),
+        click.Option(
+            ["--leader-elect-renew-deadline"],
+            default="10s",
+            show_default=True,
+            help="The leader gives up when it could not renew for this long",
+        ),
+        click.Option(
+            ["--leader-elect-retry-period"],
+            default="2s",
+            show_default=True,
+            help="How often candidates try to take, and the leader to renew, the Lease",
+        ),
+    ]
