@@ -98,16 +98,16 @@ def first_line(exc: BaseException) -> str:
     """The driver's own first line of an error, without SQLAlchemy's decorations."""
     inner = getattr(exc, "orig", None) or exc
     text = str(inner).strip().splitlines()
-    return text[0].strip() if text else type(inner).__name__
+    line = text[0].strip() if text else type(inner).__name__
+    # psycopg prefixes connection failures with the address, which our messages already name
+    line = re.sub(r"^(connection failed: )?connection to server at .*? failed: ", "", line)
+    return re.sub(r"^FATAL:\s+", "", line)
 
 
 def unavailable(target: Target, exc: BaseException) -> StoreUnavailableError:
     """A one-line message for a database that cannot be used, saying what to check."""
     reason = first_line(exc)
     if target.kind == "postgresql":
-        # psycopg prefixes connection failures with the address we already name
-        reason = re.sub(r"^(connection failed: )?connection to server at .*? failed: ", "", reason)
-        reason = re.sub(r"^FATAL:\s+", "", reason)
         return StoreUnavailableError(
             f"cannot connect to {target.describe()}: {reason} "
             "(check --datastore-endpoint and that the server runs)"

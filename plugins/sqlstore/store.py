@@ -259,7 +259,10 @@ class SqlStore:
         retry on a fresh connection is safe and spares the caller a spurious error.
         """
         for attempt in (1, 2):
-            conn = self._writer.connect()
+            try:
+                conn = self._writer.connect()
+            except sa.exc.DBAPIError as exc:
+                raise self._failure(exc) from None
             try:
                 conn.begin()
                 if self._pg:

@@ -108,9 +108,6 @@ def test_db_upgrade_and_current_on_sqlite(tmp_path: Path) -> None:
     assert "schema: 0001 (head)" in current.stdout
     assert "revision: 2" in current.stdout
 
-    again = kybern("db", "upgrade", "--data-dir", str(data_dir))  # idempotent
-    assert again.returncode == 0, again.stderr
-
 
 @pytest.mark.postgres
 def test_db_upgrade_and_current_on_postgresql(pg_database: str) -> None:
