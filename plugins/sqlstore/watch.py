@@ -144,8 +144,8 @@ class WatchHub:
     ) -> None:
         self._read_after = read_after
         self._read_range = read_range
-        self._poll_interval = poll_interval
-        self._max_queue = max_queue
+        self._poll_interval = max(poll_interval, 0.005)  # 0 would spin
+        self._max_queue = max(max_queue, 1)
         self._lock = threading.Lock()
         self._caught_up = threading.Condition(self._lock)
         self._watchers: set[SqlWatch] = set()
