@@ -133,10 +133,14 @@ def test_slow_watcher_gets_error_not_unbounded_queue(open_store: Callable[..., S
     for i in range(30):
         store.create(f"{P}k{i}", b"v")
         assert fast.get(5) is not None
-    with pytest.raises(WatchOverflowError):
+    with pytest.raises(WatchOverflowError, match="fell more than 10 events behind") as err:
         for _ in range(30):
             slow.get(5)
-    assert isinstance(WatchOverflowError("x"), StoreError)
+    assert isinstance(err.value, StoreError)  # what the API server catches
+    assert len(slow._queue) == 0  # the backlog was dropped, not kept
+    assert slow not in store._hub._watchers  # and the hub no longer feeds it
+    store.create(P + "after", b"v")
+    assert fast.get(5) is not None
 
 
 def test_history_compacted_by_another_process_ends_watch_with_error(
