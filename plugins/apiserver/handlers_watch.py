@@ -10,6 +10,7 @@ watcher). Table watches send one-row Tables; only the first carries columnDefini
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from kybern.plugins.apiserver.handlers_rest import object_matcher, parse_rv
 if TYPE_CHECKING:
     from kybern.plugins.apiserver.app import ApiServer, RequestInfo
 
-BOOKMARK_INTERVAL = 30.0
+BOOKMARK_INTERVAL = float(os.environ.get("KYBERN_WATCH_BOOKMARK_SECONDS", "30"))
 DEFAULT_TIMEOUT = 1800.0
 
 
@@ -154,7 +155,8 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
             try:
                 ev = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
-                if bookmarks and time.monotonic() >= next_bookmark:
+                # only with nothing queued: the bookmark promises every event up to its revision
+                if bookmarks and time.monotonic() >= next_bookmark and queue.empty():
                     await resp.write(bookmark(max(last_rev, cache.revision)))
                     next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
                 continue

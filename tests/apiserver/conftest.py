@@ -27,6 +27,17 @@ import pytest
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 #: a small watch-cache ring so tests can push a resourceVersion out of it quickly
 WATCH_CACHE_EVENTS = 100
+#: every known component but the API server (kybern.components.KNOWN_COMPONENTS)
+OTHER_COMPONENTS = (
+    "scheduler",
+    "controller-manager",
+    "kubelet",
+    "proxy",
+    "dns",
+    "dashboard",
+    "metrics",
+    "logging",
+)
 
 
 def free_port() -> int:
@@ -113,12 +124,18 @@ def start_cluster(base: Path) -> Cluster:
         str(port),
         "--bind-address",
         "127.0.0.1",
+        # these suites test the API server alone: nothing else may write objects behind their back
+        *[arg for name in OTHER_COMPONENTS for arg in ("--disable", name)],
     ]
     kybern_bin = Path(sys.executable).parent / "kybern"
     if kybern_bin.exists():
         cmd = [str(kybern_bin), *cmd[3:]]
     log = open(log_path, "wb")
-    env = {**os.environ, "KYBERN_WATCH_CACHE_EVENTS": str(WATCH_CACHE_EVENTS)}
+    env = {
+        **os.environ,
+        "KYBERN_WATCH_CACHE_EVENTS": str(WATCH_CACHE_EVENTS),
+        "KYBERN_WATCH_BOOKMARK_SECONDS": "1",
+    }
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     cluster = Cluster(data_dir, data_dir / "kubeconfig.yaml", port, base / "kubectl-cache", proc, log_path)
     deadline = time.monotonic() + 60

@@ -305,3 +305,26 @@ def test_propagation_policies_and_preconditions(kube_client: Any, ns: str) -> No
     core.create_namespaced_config_map(ns, cm("or"))
     core.delete_namespaced_config_map("or", ns, propagation_policy="Orphan")
     assert core.read_namespaced_config_map("or", ns).metadata.finalizers == ["orphan"]
+
+
+def test_periodic_bookmarks(kube_client: Any, ns: str) -> None:
+    core = client.CoreV1Api(kube_client)
+    rv = core.list_namespaced_config_map(ns).metadata.resource_version
+    resp = core.list_namespaced_config_map(
+        ns,
+        watch=True,
+        resource_version=rv,
+        allow_watch_bookmarks=True,
+        timeout_seconds=3,
+        _preload_content=False,
+    )
+    lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    marks = [e for e in lines if e["type"] == "BOOKMARK"]
+    assert marks, lines  # the test server sends them every second
+    assert marks[0]["object"]["kind"] == "ConfigMap" and int(
+        marks[0]["object"]["metadata"]["resourceVersion"]
+    ) >= int(rv)
+    resp = core.list_namespaced_config_map(
+        ns, watch=True, resource_version=rv, timeout_seconds=2, _preload_content=False
+    )
+    assert not [line for line in resp.read().splitlines() if b"BOOKMARK" in line]

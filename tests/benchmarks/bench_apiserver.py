@@ -47,6 +47,11 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, str, ssl.SSL
             str(data),
             "--https-listen-port",
             str(port),
+            *[
+                a
+                for n in ("scheduler", "controller-manager", "kubelet", "proxy", "dns")
+                for a in ("--disable", n)
+            ],
             "--bind-address",
             "127.0.0.1",
         ],
