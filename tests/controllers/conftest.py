@@ -8,6 +8,7 @@ available without containers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -102,3 +103,95 @@ def mark_pods_ready(server: Server, namespace: str, selector: str | None = None)
 def create_namespace(server: Server, name: str) -> str:
     server.kubectl("create", "namespace", name)
     return name
+
+
+class FakeKubelet:
+    """Watches a namespace's pods and reports each new one Running and Ready (when
+    ``ready_if(pod)`` says so), like a kubelet that starts containers instantly. It also keeps
+    score of ready pods from the same watch, so tests can check a rollout never dipped below
+    a floor."""
+
+    def __init__(
+        self, server: Server, namespace: str, ready_if: Callable[[dict], bool] | None = None
+    ) -> None:
+        self.server = server
+        self.namespace = namespace
+        self.ready_if = ready_if or (lambda pod: True)
+        self.ready: set[str] = set()
+        self.alive: set[str] = set()
+        self.min_ready: int | None = None
+        self.max_alive = 0
+        self._task: asyncio.Task[None] | None = None
+        self.client = client_for(server)
+
+    def arm(self) -> None:
+        """Start tracking the minimum number of ready pods from now on."""
+        self.min_ready = len(self.ready)
+        self.max_alive = len(self.alive)
+
+    def _track(self) -> None:
+        if self.min_ready is not None:
+            self.min_ready = min(self.min_ready, len(self.ready))
+            self.max_alive = max(self.max_alive, len(self.alive))
+
+    async def _run(self) -> None:
+        listing = await self.client.list("pods", self.namespace)
+        rv = listing["metadata"]["resourceVersion"]
+        pending = list(listing["items"])
+        for pod in pending:
+            await self._see("ADDED", pod)
+        while True:
+            async for event in self.client.watch("pods", self.namespace, resource_version=rv):
+                if event.type in ("BOOKMARK", "ERROR"):
+                    continue
+                rv = event.object["metadata"]["resourceVersion"]
+                await self._see(event.type, event.object)
+
+    async def _see(self, type_: str, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        gone = type_ == "DELETED" or bool(pod["metadata"].get("deletionTimestamp"))
+        conds = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
+        if gone:
+            self.ready.discard(name)
+            self.alive.discard(name)
+        else:
+            self.alive.add(name)
+            if conds.get("Ready") == "True":
+                self.ready.add(name)
+            else:
+                self.ready.discard(name)
+                if self.ready_if(pod):
+                    try:
+                        await set_pod_ready(self.client, pod)
+                    except ApiError as exc:
+                        if not exc.not_found:
+                            raise
+        self._track()
+
+    async def __aenter__(self) -> FakeKubelet:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.client.close()
+
+
+async def kubectl_async(server: Server, *args: str, check: bool = True, timeout: float = 90) -> Any:
+    return await asyncio.to_thread(server.kubectl, *args, check=check, timeout=timeout)
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    value = None
+    while time.monotonic() < deadline:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: last value {value!r}")
