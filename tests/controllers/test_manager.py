@@ -1,0 +1,149 @@
+"""The controller-manager component: --disable per controller, and leader election between two
+servers on one database (only one runs the controllers; the other takes over)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import kubectl_json, wait_for
+from kybern.components import ComponentSpec, ConfigurationError, select_components
+from sqlalchemy.engine import make_url
+from support.cli import assert_one_line_error, run_kybern
+from support.cluster import Server, running_server
+
+
+def _spec(name: str, group: str | None = None) -> ComponentSpec:
+    return ComponentSpec(name=name, factory=lambda ctx: None, group=group)  # type: ignore[arg-type,return-value]
+
+
+def test_select_components_accepts_controller_names() -> None:
+    specs = [_spec("apiserver"), _spec("controller-manager")]
+    chosen = select_components(specs, "server", {"deployment", "replicaset"}, run_agent=False)
+    assert [s.name for s in chosen] == ["apiserver", "controller-manager"]
+    # names a plugin adds through kybern_controllers are known too
+    chosen = select_components(specs, "server", {"my-crd"}, run_agent=False, controllers=["my-crd"])
+    assert len(chosen) == 2
+    with pytest.raises(ConfigurationError, match="unknown component 'nosuch'"):
+        select_components(specs, "server", {"nosuch"}, run_agent=False)
+
+
+def test_unknown_disable_name_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_kybern("server", "--disable-agent", "--data-dir", str(tmp_path), "--disable", "deploymnt")
+    assert_one_line_error(result, "unknown component 'deploymnt'", "deployment")
+
+
+def replicaset(name: str, replicas: int) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        }
+    )
+
+
+def apply(server: Server, text: str, *args: str) -> None:
+    path = server.data_dir.parent / f"obj-{uuid.uuid4().hex[:6]}.json"
+    path.write_text(text)
+    server.kubectl("apply", "-f", str(path), *args)
+
+
+def pod_count(server: Server, selector: str) -> int:
+    return len(kubectl_json(server, "get", "pods", "-l", selector)["items"])
+
+
+def test_disable_single_controller(tmp_path: Path) -> None:
+    with running_server(tmp_path, "--disable", "deployment") as server:
+        dep = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "idle"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "idle"}},
+                "template": {
+                    "metadata": {"labels": {"app": "idle"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        }
+        apply(server, json.dumps(dep))
+        apply(server, replicaset("busy", 2))
+        # the ReplicaSet controller runs (so the manager is up and synced) ...
+        wait_for(lambda: pod_count(server, "app=busy") == 2, what="2 pods of the ReplicaSet")
+        wait_for(
+            lambda: kubectl_json(server, "get", "rs", "busy").get("status", {}).get("replicas") == 2,
+            what="ReplicaSet status",
+        )
+        # ... the Deployment controller does not
+        assert [rs["metadata"]["name"] for rs in kubectl_json(server, "get", "rs")["items"]] == ["busy"]
+        assert not kubectl_json(server, "get", "deploy", "idle").get("status", {}).get("observedGeneration")
+        lease = kubectl_json(server, "get", "lease", "kube-controller-manager", "-n", "kube-system")
+        assert lease["spec"]["holderIdentity"]
+        assert lease["spec"]["leaseDurationSeconds"] == 15
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    admin = os.environ.get("KYBERN_TEST_PG_URL")
+    if not admin:
+        pytest.skip("KYBERN_TEST_PG_URL is not set")
+    libpq = make_url(admin).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"kybern_cm_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(240)
+def test_two_servers_one_leader_and_failover(tmp_path: Path, pg_url: str) -> None:
+    fast = ["--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s"]
+    fast += ["--leader-elect-retry-period", "1s"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with running_server(tmp_path / "a", "--datastore-endpoint", pg_url, *fast) as a:
+        with running_server(tmp_path / "b", "--datastore-endpoint", pg_url, *fast) as b:
+
+            def holder() -> str:
+                lease = kubectl_json(a, "get", "lease", "kube-controller-manager", "-n", "kube-system")
+                return lease["spec"].get("holderIdentity") or ""
+
+            first = wait_for(holder, what="a lease holder")
+            apply(a, replicaset("shared", 2))
+            wait_for(lambda: pod_count(b, "app=shared") == 2, what="2 pods")
+            # exactly two pods: one manager acted (two would race to 4 and then delete)
+            events = kubectl_json(a, "get", "events", "--field-selector", "reason=SuccessfulCreate")["items"]
+            assert sum(e.get("count", 1) for e in events) == 2
+            # the leader's log names its identity ("... became leader of kube-system/...")
+            leader, standby = (a, b) if first in a.log_path.read_text(errors="replace") else (b, a)
+            leader.stop()
+            wait_for(lambda: holder_on(standby) not in ("", first), timeout=60, what="a new leader")
+            standby.kubectl("scale", "rs", "shared", "--replicas=3")
+            wait_for(lambda: pod_count(standby, "app=shared") == 3, timeout=60, what="3 pods after failover")
+            lease = kubectl_json(standby, "get", "lease", "kube-controller-manager", "-n", "kube-system")
+            assert lease["spec"]["leaseTransitions"] >= 1
+
+
+def holder_on(server: Server) -> str:
+    lease = kubectl_json(server, "get", "lease", "kube-controller-manager", "-n", "kube-system")
+    return lease["spec"].get("holderIdentity") or ""
