@@ -7,6 +7,8 @@ Python client work against it unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kybern import hookimpl
 from kybern.components import ComponentSpec, RunContext
 
@@ -27,4 +29,26 @@ def kybern_components() -> list[ComponentSpec]:
             order=10,
             description="Kubernetes API server over the store",
         )
+    ]
+
+
+@hookimpl
+def kybern_server_options(command: str) -> list[Any]:
+    if command != "server":
+        return []
+    import click
+
+    return [
+        click.Option(
+            ["--service-cidr"],
+            default=None,
+            metavar="CIDR",
+            help="Range Service ClusterIPs come from [default: 10.43.0.0/16]",
+        ),
+        click.Option(
+            ["--service-node-port-range"],
+            default=None,
+            metavar="FIRST-LAST",
+            help="Range of NodePort ports [default: 30000-32767]",
+        ),
     ]

@@ -17,6 +17,11 @@ from typing import Any
 from aiohttp import web
 from kybern.components import ConfigurationError, RunContext
 from kybern.plugins.apiserver import errors
+from kybern.plugins.apiserver.allocators import (
+    DEFAULT_NODE_PORT_RANGE,
+    DEFAULT_SERVICE_CIDR,
+    ServiceAllocator,
+)
 from kybern.plugins.apiserver.app import ApiServer
 from kybern.plugins.apiserver.registry import collect_resource_types
 from loguru import logger
@@ -40,6 +45,18 @@ def _node_ips() -> list[str]:
     except OSError:
         pass
     return sorted(ips)
+
+
+def _advertise_ip() -> str:
+    """The address pods reach this machine by: the default-route one, else loopback."""
+    for ip in _node_ips():
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            continue
+        if addr.version == 4 and not addr.is_loopback:
+            return ip
+    return "127.0.0.1"
 
 
 def _is_specific(address: str) -> bool:
@@ -80,8 +97,18 @@ class ApiServerComponent:
             self.ctx.shared,
             server_address=f"{url_host}:{config.https_port}",
         )
+        try:
+            srv.storage.allocator = ServiceAllocator(
+                config.extra.get("service_cidr") or DEFAULT_SERVICE_CIDR,
+                config.extra.get("service_node_port_range") or DEFAULT_NODE_PORT_RANGE,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"--service-cidr/--service-node-port-range: {exc}") from None
         await srv.cache.start()
         await self._ensure_namespaces(srv)
+        await self._ensure_kubernetes_service(
+            srv, host if host != "127.0.0.1" else _advertise_ip(), config.https_port
+        )
         app = srv.make_app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
@@ -128,6 +155,56 @@ class ApiServerComponent:
             except errors.ApiStatusError as exc:
                 if exc.code != 409:
                     raise
+
+    async def _ensure_kubernetes_service(self, srv: ApiServer, ip: str, port: int) -> None:
+        """``default/kubernetes`` and its Endpoints: how pods find the API server (kube's bootstrap)."""
+        svc_rt = srv.registry.lookup("", "v1", "services")
+        ep_rt = srv.registry.lookup("", "v1", "endpoints")
+        allocator = srv.storage.allocator
+        if svc_rt is None or allocator is None:
+            return
+        from kybern.plugins.apiserver.storage import WriteOptions
+
+        opts = WriteOptions(manager="kube-apiserver", user="system")
+        labels = {"component": "apiserver", "provider": "kubernetes"}
+        if await srv.storage.get_or_none(svc_rt, "default", "kubernetes") is None:
+            svc = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": allocator.kubernetes_ip,
+                    "sessionAffinity": "None",
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                },
+            }
+            try:
+                await srv.storage.create(svc_rt, "default", svc, opts)
+            except errors.ApiStatusError as exc:
+                log.warning("cannot create the kubernetes Service: {}", exc.message)
+        if ep_rt is None:
+            return
+        subsets = [{"addresses": [{"ip": ip}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]
+        current = await srv.storage.get_or_none(ep_rt, "default", "kubernetes")
+        try:
+            if current is None:
+                ep = {
+                    "apiVersion": "v1",
+                    "kind": "Endpoints",
+                    "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+                    "subsets": subsets,
+                }
+                await srv.storage.create(ep_rt, "default", ep, opts)
+            elif current.get("subsets") != subsets:
+
+                def put(obj: dict[str, Any]) -> dict[str, Any]:
+                    obj["subsets"] = subsets
+                    return obj
+
+                await srv.storage.update(ep_rt, "default", "kubernetes", put, opts)
+        except errors.ApiStatusError as exc:
+            log.warning("cannot write the kubernetes Endpoints: {}", exc.message)
 
     async def stop(self) -> None:
         srv = self.server

@@ -21,6 +21,7 @@ from typing import Any
 from kybern.hooktypes import AdmissionRequest
 from kybern.models import codec
 from kybern.plugins.apiserver import errors
+from kybern.plugins.apiserver.allocators import ServiceAllocator
 from kybern.plugins.apiserver.bodies import dumps, from_model, loads
 from kybern.plugins.apiserver.cache import WatchCache, decode_value
 from kybern.plugins.apiserver.registry import Registry
@@ -72,6 +73,10 @@ def generate_name(base: str) -> str:
 
 def is_pod(rt: ResourceType) -> bool:
     return rt.group == "" and rt.kind == "Pod"
+
+
+def is_service(rt: ResourceType) -> bool:
+    return rt.group == "" and rt.kind == "Service"
 
 
 def is_namespace(rt: ResourceType) -> bool:
@@ -138,6 +143,14 @@ class Storage:
         self.cache = cache
         self.pm = pm
         self.run = run
+        #: ClusterIP/NodePort allocation for Services (set by the component)
+        self.allocator: ServiceAllocator | None = None
+
+    def _allocate(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if self.allocator is None or not is_service(rt):
+            return
+        services = [o.obj for o in self.cache.cache_for(rt).objects.values()]
+        self.allocator.allocate(rt, obj, old, services)
 
     # ----------------------------------------------------------------- reads
 
@@ -286,6 +299,7 @@ class Storage:
         if generated:
             meta["name"] = generate_name(str(meta["generateName"]))
         obj = self._default(rt, obj)
+        self._allocate(rt, obj, None)
         meta = obj["metadata"]
         name = meta.get("name") or ""
         req = AdmissionRequest("CREATE", rt, namespace, name, obj, None, "", opts.user, opts.dry_run)
@@ -408,6 +422,7 @@ class Storage:
                 raise errors.conflict(rt, name)
             new = self._prepare_update(rt, old, new, opts.subresource)
             if opts.subresource not in ("status", "finalize"):
+                self._allocate(rt, new, old)
                 new = self._default(rt, new)
             req = AdmissionRequest(
                 "UPDATE", rt, namespace, name, new, old, opts.subresource, opts.user, opts.dry_run

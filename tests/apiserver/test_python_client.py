@@ -328,3 +328,45 @@ def test_periodic_bookmarks(kube_client: Any, ns: str) -> None:
         ns, watch=True, resource_version=rv, timeout_seconds=2, _preload_content=False
     )
     assert not [line for line in resp.read().splitlines() if b"BOOKMARK" in line]
+
+
+def test_service_cluster_ip_and_node_port_allocation(kube_client: Any, ns: str) -> None:
+    import ipaddress
+
+    core = client.CoreV1Api(kube_client)
+    k8s = core.read_namespaced_service("kubernetes", "default")
+    assert k8s.spec.cluster_ip == "10.43.0.1" and k8s.spec.ports[0].port == 443
+    ep = core.read_namespaced_endpoints("kubernetes", "default")
+    assert ep.subsets[0].ports[0].name == "https"
+
+    def svc(name: str, kind: str = "ClusterIP", **spec: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"type": kind, "selector": {"app": name}, "ports": [{"port": 80}], **spec},
+        }
+
+    a = core.create_namespaced_service(ns, svc("a"))
+    assert ipaddress.ip_address(a.spec.cluster_ip) in ipaddress.ip_network("10.43.0.0/16")
+    assert a.spec.cluster_ips == [a.spec.cluster_ip] and a.spec.ports[0].node_port is None
+    b = core.create_namespaced_service(ns, svc("b", "NodePort"))
+    assert b.spec.cluster_ip != a.spec.cluster_ip and 30000 <= b.spec.ports[0].node_port <= 32767
+    # a PUT that omits the allocated values keeps them
+    body = svc("b", "NodePort")
+    body["metadata"]["labels"] = {"x": "y"}
+    b2 = core.replace_namespaced_service("b", ns, body)
+    assert b2.spec.cluster_ip == b.spec.cluster_ip and b2.spec.ports[0].node_port == b.spec.ports[0].node_port
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_service(ns, svc("c", clusterIP=a.spec.cluster_ip))
+    assert info.value.status == 422 and "already allocated" in _status(info.value)["message"]
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_service(ns, svc("d", clusterIP="192.168.0.1"))
+    assert info.value.status == 422 and "not in the valid range" in _status(info.value)["message"]
+    with pytest.raises(ApiException) as info:
+        core.create_namespaced_service(
+            ns, svc("e", "NodePort", ports=[{"port": 80, "nodePort": b.spec.ports[0].node_port}])
+        )
+    assert info.value.status == 422
+    headless = core.create_namespaced_service(ns, svc("h", clusterIP="None"))
+    assert headless.spec.cluster_ip == "None"
