@@ -37,6 +37,16 @@ def kybern_components() -> list[ComponentSpec]:
     ]
 
 
+def _check_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a bad file before anything starts (ConfigurationError: one line from the CLI)."""
+    if value:
+        from kybern.pluginmanager import load_plugins
+        from kybern.plugins.scheduler.config import discover_plugins, load_config
+
+        load_config(value, discover_plugins(load_plugins().manager))
+    return value
+
+
 @hookimpl
 def kybern_server_options(command: str) -> list[click.Option]:
     if command != "server":
@@ -47,6 +57,7 @@ def kybern_server_options(command: str) -> list[click.Option]:
             type=click.Path(dir_okay=False),
             default=None,
             metavar="FILE",
+            callback=_check_config,
             help="KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) YAML: profiles, plugins, args",
         )
     ]
