@@ -99,6 +99,30 @@ def to_scale(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def scale_table(scale_obj: dict[str, Any], include: str) -> dict[str, Any]:
+    """kube's Scale table (``kubectl get deploy x --subresource=scale``): Name, Desired, Available."""
+    meta = scale_obj["metadata"]
+    row: dict[str, Any] = {
+        "cells": [meta.get("name", ""), scale_obj["spec"]["replicas"], scale_obj["status"]["replicas"]]
+    }
+    if include == "Object":
+        row["object"] = scale_obj
+    elif include != "None":
+        row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}
+    columns = [
+        {"name": "Name", "type": "string", "format": "name", "description": "", "priority": 0},
+        {"name": "Desired", "type": "integer", "format": "", "description": "", "priority": 0},
+        {"name": "Available", "type": "integer", "format": "", "description": "", "priority": 0},
+    ]
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": meta.get("resourceVersion", "")},
+        "columnDefinitions": columns,
+        "rows": [row],
+    }
+
+
 def _scale_replicas(rt: ResourceType, name: str, scale_obj: dict[str, Any]) -> int:
     replicas = (scale_obj.get("spec") or {}).get("replicas", 0)
     if replicas is None:
@@ -125,7 +149,10 @@ async def scale(srv: ApiServer, info: RequestInfo) -> web.Response:
     method = info.request.method
     if method == "GET":
         obj = await srv.storage.get(rt, t.namespace, name)
-        return json_response(to_scale(obj))
+        scaled = to_scale(obj)
+        if info.output() == "table":
+            return json_response(scale_table(scaled, info.include_object()))
+        return json_response(scaled)
     if method not in ("PUT", "PATCH"):
         raise errors.method_not_allowed()
     opts = info.write_options("scale")

@@ -159,6 +159,8 @@ def test_scale_and_status_subresource(cluster: Cluster, ns: str) -> None:
     )
     assert scale["kind"] == "Scale" and scale["apiVersion"] == "autoscaling/v1"
     assert scale["spec"]["replicas"] == 4 and scale["status"]["selector"] == "app=sc"
+    shown = cluster.kubectl("get", "deploy", "sc", "-n", ns, "--subresource=scale").stdout.splitlines()
+    assert shown[0].split() == ["NAME", "DESIRED", "AVAILABLE"] and shown[1].split()[:2] == ["sc", "4"]
     cluster.kubectl("scale", "deploy/sc", "-n", ns, "--replicas=2", "--current-replicas=4")
     bad = cluster.kubectl("scale", "deploy/sc", "-n", ns, "--replicas=3", "--current-replicas=9", check=False)
     assert bad.returncode != 0
