@@ -3,6 +3,16 @@
 It serves the Kubernetes REST API over the store, as kube-apiserver 1.32 does, for every kind
 that plugins register through ``kybern_api_resources``; the real kubectl and the official
 Python client work against it unchanged.
+
+Where things are: ``component`` (TLS listener, PKI, tokens, kubeconfig, bootstrap objects),
+``app`` (routing, authentication, Status answers), ``handlers_rest`` / ``handlers_watch`` /
+``handlers_sub`` (verbs, watch streams, subresources), ``storage`` (object lifecycle over the
+store), ``cache`` (the watch cache every list and watch is served from), ``bodies`` and
+``protobuf`` (request decoding), ``selectors``, ``tables``, ``errors``, ``allocators``.
+
+Pod ``log``/``exec``/``attach``/``portforward`` are served by whoever runs the pod: register an
+async ``handler(request, pod, subresource) -> web.StreamResponse`` in
+``RunContext.shared["apiserver.pod_connect_handlers"][subresource]`` (see ``handlers_sub``).
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def expired(message: str) -> ApiStatusError:
 
 
 def too_large(limit: int) -> ApiStatusError:
-    return ApiStatusError(413, "RequestEntityTooLarge", f"limit is {limit}")
+    return ApiStatusError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
 
 
 def unsupported_media_type(content_type: str) -> ApiStatusError:
