@@ -43,7 +43,7 @@ def kybern_components() -> list[ComponentSpec]:
 
 @hookimpl
 def kybern_server_options(command: str) -> list[click.Option]:
-    return [
+    options = [
         click.Option(
             ["--runtime"],
             default=None,
@@ -77,3 +77,14 @@ def kybern_server_options(command: str) -> list[click.Option]:
             "[default: 10.42.0.0/16]",
         ),
     ]
+    if command == "agent":
+        options.append(
+            click.Option(
+                ["--server-ca"],
+                default=None,
+                metavar="FILE",
+                envvar="KYBERN_SERVER_CA",
+                help="CA certificate of the server (its DATA_DIR/tls/ca.crt)",
+            )
+        )
+    return options

@@ -83,6 +83,9 @@ class Kubelet:
         if self.ctx.api is None:
             raise ConfigurationError("the kubelet needs an API server to talk to")
         factory = self._runtime_factory()
+        server_ca = self.ctx.config.extra.get("server_ca")
+        if server_ca and not self.ctx.shared.get("ca_file"):
+            self.ctx.shared["ca_file"] = str(server_ca)
         self.api = self.ctx.api("kubelet")
         cache = ObjectCache(self.api)
         self.events = EventRecorder(self.api)
@@ -123,6 +126,15 @@ class Kubelet:
             )
         if config.role == "server":
             await ensure_storage_class(self.api)
+        try:
+            await self.api.list("namespaces", limit=1)
+        except aiohttp.ClientConnectorCertificateError:
+            raise ConfigurationError(
+                f"cannot verify the certificate of {self.ctx.config.server_url}: pass --server-ca with "
+                "the server's DATA_DIR/tls/ca.crt"
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise ConfigurationError(f"cannot reach the API server: {exc}") from None
         await self._for_all(lambda n: n.register(), "registering")
         pods = await self._list_pods()
         by_node: dict[str, list[dict[str, Any]]] = {n: [] for n in self.nodes}

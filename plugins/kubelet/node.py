@@ -381,9 +381,9 @@ class NodeAgent:
         for uid, worker in self.workers.items():
             fingerprint = tuple(sorted(by_pod.get(uid, [])))
             if self._seen.get(uid) != fingerprint:
-                if uid in self._seen:
-                    worker.wake()
+                # also on first sight: a container may have died before the worker looked
                 self._seen[uid] = fingerprint
+                worker.wake()
 
     async def stop_workers(self) -> None:
         await asyncio.gather(*(w.stop() for w in list(self.workers.values())), return_exceptions=True)
