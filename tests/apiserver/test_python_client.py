@@ -370,3 +370,30 @@ def test_service_cluster_ip_and_node_port_allocation(kube_client: Any, ns: str) 
     assert info.value.status == 422
     headless = core.create_namespaced_service(ns, svc("h", clusterIP="None"))
     assert headless.spec.cluster_ip == "None"
+
+
+def test_dry_run_writes_change_nothing(kube_client: Any, ns: str) -> None:
+    core = client.CoreV1Api(kube_client)
+    made = core.create_namespaced_config_map(ns, cm("dr", x="1"))
+    rv = made.metadata.resource_version
+    patched = core.patch_namespaced_config_map("dr", ns, {"data": {"x": "2"}}, dry_run="All")
+    assert patched.data == {"x": "2"}
+    made.data = {"x": "3"}
+    core.replace_namespaced_config_map("dr", ns, made, dry_run="All")
+    core.delete_namespaced_config_map("dr", ns, dry_run="All")
+    after = core.read_namespaced_config_map("dr", ns)
+    assert after.data == {"x": "1"} and after.metadata.resource_version == rv
+
+
+def test_strict_field_validation_on_patch_and_warnings(kube_client: Any, ns: str) -> None:
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_config_map(ns, cm("fv"))
+    with pytest.raises(ApiException) as info:
+        core.patch_namespaced_config_map("fv", ns, {"dataz": {"a": "b"}}, field_validation="Strict")
+    assert info.value.status == 400
+    assert _status(info.value)["message"] == 'strict decoding error: unknown field "dataz"'
+    _, code, headers = core.patch_namespaced_config_map_with_http_info(
+        "fv", ns, {"dataz": {"a": "b"}}, field_validation="Warn"
+    )
+    assert code == 200 and 'unknown field \\"dataz\\"' in headers.get("Warning", "")
+    core.patch_namespaced_config_map("fv", ns, {"dataz": {"a": "b"}}, field_validation="Ignore")
