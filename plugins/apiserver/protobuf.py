@@ -201,7 +201,7 @@ _INTSTR = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 
 
-class _Unsupported(Exception):
+class _UnsupportedError(Exception):
     pass
 
 
@@ -296,7 +296,7 @@ def _message(name: str, buf: bytes, defs: dict[str, Any]) -> Any:
         return f.get(1, b"").decode()
     table = FIELDS.get(name)
     if table is None:
-        raise _Unsupported(name.rsplit(".", 1)[-1])
+        raise _UnsupportedError(name.rsplit(".", 1)[-1])
     if not table:  # a status: clients cannot set it on create, so its content does not matter
         return {}
     props = (defs.get(name) or {}).get("properties") or {}
@@ -306,7 +306,7 @@ def _message(name: str, buf: bytes, defs: dict[str, Any]) -> Any:
         if field is None:
             if (wt == 0 and val == 0) or (wt == 2 and not val):
                 continue  # Go's zero value of a field this table lacks: the field is unset
-            raise _Unsupported(f"{name.rsplit('.', 1)[-1]} field {num}")
+            raise _UnsupportedError(f"{name.rsplit('.', 1)[-1]} field {num}")
         if (
             wt == 2
             and not val
@@ -355,9 +355,9 @@ def decode(body: bytes, definition: str | None) -> dict[str, Any]:
         defs = schema.definitions()
         name = definition or ""
         if not name or name not in FIELDS:
-            raise _Unsupported(kind or "this kind")
+            raise _UnsupportedError(kind or "this kind")
         obj = _message(name, env.get(2, b""), defs)
-    except _Unsupported as exc:
+    except _UnsupportedError as exc:
         raise errors.ApiStatusError(
             415,
             "UnsupportedMediaType",
