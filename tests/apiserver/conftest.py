@@ -108,7 +108,7 @@ class Cluster:
             return ""
 
 
-def start_cluster(base: Path) -> Cluster:
+def start_cluster(base: Path, datastore: str | None = None) -> Cluster:
     port = free_port()
     data_dir = base / "data"
     log_path = base / "server.log"
@@ -127,6 +127,8 @@ def start_cluster(base: Path) -> Cluster:
         # these suites test the API server alone: nothing else may write objects behind their back
         *[arg for name in OTHER_COMPONENTS for arg in ("--disable", name)],
     ]
+    if datastore:
+        cmd += ["--datastore-endpoint", datastore]
     kybern_bin = Path(sys.executable).parent / "kybern"
     if kybern_bin.exists():
         cmd = [str(kybern_bin), *cmd[3:]]
@@ -181,6 +183,35 @@ def cluster() -> Iterator[Cluster]:
     # a request that ended in a 500 is logged by the server with its traceback: never acceptable
     crashes = [line for line in log.splitlines() if " apiserver " in line and " failed: " in line]
     assert not crashes, "the API server answered 500:\n" + "\n".join(crashes[:10])
+
+
+@pytest.fixture(scope="module")
+def pg_cluster() -> Iterator[Cluster]:
+    """The same server on a fresh PostgreSQL database (KYBERN_TEST_PG_URL)."""
+    url = os.environ.get("KYBERN_TEST_PG_URL")
+    if not url:
+        reason = "KYBERN_TEST_PG_URL is not set: no PostgreSQL to run the API server on"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true requires it)")
+        pytest.skip(reason)
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"kybern_api_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = Path(tempfile.mkdtemp(prefix="kybern-api-pg-"))
+    try:
+        c = start_cluster(base, make_url(url).set(database=name).render_as_string(hide_password=False))
+        try:
+            yield c
+        finally:
+            stop_cluster(c)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
