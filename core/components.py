@@ -40,10 +40,10 @@ KNOWN_CONTROLLERS: tuple[str, ...] = (
     "daemonset",
     "job",
     "cronjob",
-    "garbage-collector",
+    "garbagecollector",
     "namespace",
-    "node-lifecycle",
-    "node-ipam",
+    "nodelifecycle",
+    "nodeipam",
     "serviceaccount",
 )
 

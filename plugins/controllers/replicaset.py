@@ -251,7 +251,8 @@ class ReplicaSetController(QueueController):
         }
         if conditions:
             status["conditions"] = conditions
-        return {k: v for k, v in status.items() if v is not None}
+        # the JSON kube writes: replicas always, the other counts only when non-zero (omitempty)
+        return {k: v for k, v in status.items() if k == "replicas" or v not in (None, 0)}
 
     @staticmethod
     def _same_status(a: dict[str, Any], b: dict[str, Any]) -> bool:

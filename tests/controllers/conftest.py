@@ -20,11 +20,14 @@ import pytest
 from kybern.client import ApiError, HttpApiClient
 from support.cluster import Server, running_server
 
+#: no node agent: the tests play kubelet (a real one would report the fake images as failing)
+NO_KUBELET = ("--disable", "kubelet")
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base: Path = tmp_path_factory.mktemp("controllers")
-    with running_server(base) as srv:
+    with running_server(base, *NO_KUBELET) as srv:
         yield srv
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import kubectl_json, wait_for
+from conftest import NO_KUBELET, kubectl_json, wait_for
 from kybern.components import ComponentSpec, ConfigurationError, select_components
 from sqlalchemy.engine import make_url
 from support.cli import assert_one_line_error, run_kybern
@@ -67,7 +67,7 @@ def pod_count(server: Server, selector: str) -> int:
 
 
 def test_disable_single_controller(tmp_path: Path) -> None:
-    with running_server(tmp_path, "--disable", "deployment") as server:
+    with running_server(tmp_path, "--disable", "deployment", *NO_KUBELET) as server:
         dep = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -117,7 +117,7 @@ def pg_url() -> Iterator[str]:
 @pytest.mark.postgres
 @pytest.mark.timeout(240)
 def test_two_servers_one_leader_and_failover(tmp_path: Path, pg_url: str) -> None:
-    fast = ["--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s"]
+    fast = [*NO_KUBELET, "--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s"]
     fast += ["--leader-elect-retry-period", "1s"]
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

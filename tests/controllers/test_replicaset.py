@@ -143,3 +143,18 @@ def test_adopts_orphans_and_releases_pods_that_stop_matching(server: Server) -> 
         what="released pod",
     )
     wait_pods(server, ns, "app=db", 2)
+
+
+def test_min_ready_seconds_delays_availability(server: Server) -> None:
+    ns = create_namespace(server, "rs-minready")
+    manifest = json.loads(rs_manifest("slow", 2))
+    manifest["spec"]["minReadySeconds"] = 2
+    apply(server, ns, json.dumps(manifest))
+    wait_pods(server, ns, "app=slow", 2)
+    mark_pods_ready(server, ns, "app=slow")
+    wait_for(lambda: rs_status(server, ns, "slow").get("readyReplicas") == 2, what="2 ready")
+    # no pod event follows the end of minReadySeconds: the controller must look again by itself
+    # (well before the informers' 30 s resync)
+    wait_for(
+        lambda: rs_status(server, ns, "slow").get("availableReplicas") == 2, timeout=15, what="2 available"
+    )
