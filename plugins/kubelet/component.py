@@ -20,7 +20,7 @@ from kybern.client import ApiClient, ApiError
 from kybern.components import ConfigurationError, RunContext
 from kybern.plugins.kubelet.events import EventRecorder
 from kybern.plugins.kubelet.localpath import ClaimResolver, ensure_storage_class
-from kybern.plugins.kubelet.node import NodeAgent
+from kybern.plugins.kubelet.node import CidrAllocator, NodeAgent
 from kybern.plugins.kubelet.nodeinfo import DEFAULT_CLUSTER_CIDR, DEFAULT_MAX_PODS, NodeResources, host_ip
 from kybern.plugins.kubelet.objcache import ObjectCache
 from kybern.runtime import ContainerRuntime, ContainerStatus
@@ -31,6 +31,8 @@ log = logger.bind(component="kubelet")
 LEASE_RENEW_S = 10.0
 STATUS_CHECK_S = 10.0
 RELIST_S = 2.0
+#: pod CIDRs of many (hollow) nodes: 32768 /24s
+HOLLOW_CLUSTER_CIDR = "10.128.0.0/9"
 #: concurrent API writes of the batched loops
 BATCH = 32
 
@@ -94,6 +96,10 @@ class Kubelet:
         hollow = len(names) > 1 or self.runtime_name != "podman"
         ip = host_ip()
         config = self.ctx.config
+        cluster_cidr = self.cluster_cidr
+        if cluster_cidr == DEFAULT_CLUSTER_CIDR and len(names) > 200:
+            cluster_cidr = HOLLOW_CLUSTER_CIDR  # a /16 holds only 256 node ranges
+        cidrs = CidrAllocator(self.api, cluster_cidr)
         for name in names:
             node_config = (
                 config
@@ -121,7 +127,7 @@ class Kubelet:
                 ip,
                 control_plane=config.role == "server" and len(names) == 1,
                 hollow=hollow,
-                cluster_cidr=self.cluster_cidr,
+                cidrs=cidrs,
                 claims=ClaimResolver(self.api, node_config.data_dir, name),
             )
         if config.role == "server":

@@ -55,6 +55,33 @@ def _strip_heartbeats(status: dict[str, Any]) -> dict[str, Any]:
     return {**status, "conditions": conds}
 
 
+class CidrAllocator:
+    """Pod CIDRs for the nodes of this process that the control plane gave none: the nodes'
+    list is read once (not once per node: a thousand hollow nodes would read it a thousand
+    times), and claims made here are remembered, so concurrent registrations never collide.
+    Agents in other processes can still race; node IPAM in the control plane will end that."""
+
+    def __init__(self, api: ApiClient, cluster_cidr: str) -> None:
+        self.api = api
+        self.cluster_cidr = cluster_cidr
+        self._taken: set[str] | None = None
+        self._lock = asyncio.Lock()
+
+    async def claim(self, node_name: str) -> str:
+        async with self._lock:
+            if self._taken is None:
+                nodes = await self.api.list("nodes")
+                self._taken = {
+                    cidr
+                    for n in nodes.get("items") or []
+                    if (n.get("metadata") or {}).get("name") != node_name
+                    and (cidr := (n.get("spec") or {}).get("podCIDR"))
+                }
+            cidr = pick_pod_cidr(node_name, self._taken, self.cluster_cidr)
+            self._taken.add(cidr)
+            return cidr
+
+
 class NodeAgent:
     def __init__(
         self,
@@ -69,7 +96,7 @@ class NodeAgent:
         *,
         control_plane: bool = False,
         hollow: bool = False,
-        cluster_cidr: str,
+        cidrs: CidrAllocator,
         claims: ClaimResolver | None = None,
     ) -> None:
         self.name = name
@@ -82,7 +109,7 @@ class NodeAgent:
         self.node_ip = node_ip
         self.control_plane = control_plane
         self.hollow = hollow
-        self.cluster_cidr = cluster_cidr
+        self.cidrs = cidrs
         self.claims = claims
         self.volumes = VolumeManager(data_dir, cache, name)
         self.workers: dict[str, PodWorker] = {}
@@ -154,14 +181,28 @@ class NodeAgent:
 
     async def _claim_pod_cidr(self) -> None:
         """No node IPAM yet: take a /24 of the cluster CIDR that no other node has."""
-        nodes = await self.api.list("nodes")
-        taken = {
-            (n.get("spec") or {}).get("podCIDR")
-            for n in nodes.get("items") or []
-            if (n.get("metadata") or {}).get("name") != self.name
-        }
-        cidr = pick_pod_cidr(self.name, {t for t in taken if t}, self.cluster_cidr)
-        await self.api.patch("nodes", self.name, {"spec": {"podCIDR": cidr, "podCIDRs": [cidr]}})
+        await asyncio.sleep(0.5)  # node IPAM in the control plane, if any, gets the first chance
+        node = await self.api.get("nodes", self.name)
+        current = (node.get("spec") or {}).get("podCIDR")
+        if current:
+            self.pod_cidr = current
+            return
+        cidr = await self.cidrs.claim(self.name)
+        rv = (node.get("metadata") or {}).get("resourceVersion")
+        try:
+            await self.api.patch(
+                "nodes",
+                self.name,
+                {"metadata": {"resourceVersion": rv}, "spec": {"podCIDR": cidr, "podCIDRs": [cidr]}},
+            )
+        except ApiError as exc:
+            if exc.code not in (409, 422):
+                raise
+            # node IPAM got there first: use its range
+            node = await self.api.get("nodes", self.name)
+            cidr = (node.get("spec") or {}).get("podCIDR") or ""
+            if not cidr:
+                raise
         self.pod_cidr = cidr
         log.info("node {} uses pod CIDR {}", self.name, cidr)
 

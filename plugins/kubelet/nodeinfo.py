@@ -149,10 +149,14 @@ def pick_pod_cidr(node_name: str, taken: set[str], cluster_cidr: str = DEFAULT_C
     exists): the slot a hash of the name picks, or the next free one after it. Deterministic,
     so a re-registering node gets the same range back."""
     cluster = ipaddress.ip_network(cluster_cidr)
-    subnets = list(cluster.subnets(new_prefix=24)) if cluster.prefixlen <= 24 else [cluster]
-    start = int(hashlib.sha256(node_name.encode()).hexdigest(), 16) % len(subnets)
-    for i in range(len(subnets)):
-        candidate = str(subnets[(start + i) % len(subnets)])
+    if cluster.prefixlen > 24:
+        slots, size, prefix = 1, cluster.num_addresses, cluster.prefixlen
+    else:
+        slots, size, prefix = 2 ** (24 - cluster.prefixlen), 256, 24
+    base = int(cluster.network_address)
+    start = int(hashlib.sha256(node_name.encode()).hexdigest(), 16) % slots
+    for i in range(slots):
+        candidate = f"{ipaddress.ip_address(base + ((start + i) % slots) * size)}/{prefix}"
         if candidate not in taken:
             return candidate
     raise RuntimeError(f"no free /24 left in cluster CIDR {cluster_cidr}")
