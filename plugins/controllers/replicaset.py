@@ -9,6 +9,7 @@ counted again, which is what keeps two quick syncs from creating twice.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from typing import Any
@@ -112,7 +113,7 @@ class ReplicaSetController(QueueController):
     def _pod_deleted(self, pod: util.Obj) -> None:
         key = self._owner_key(pod, util.controller_ref(pod))
         if key is not None:
-            self.expectations.deletion_observed(key)
+            self.expectations.deletion_observed(key, util.uid_of(pod))
             self.queue.add(key)
 
     # --- sync ---------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class ReplicaSetController(QueueController):
         diff = len(pods) - desired
         if diff < 0:
             count = min(-diff, BURST_REPLICAS)
-            self.expectations.expect(key, add=count)
+            self.expectations.expect_creations(key, count)
             template = spec.get("template") or {}
 
             async def create_one() -> None:
@@ -176,34 +177,32 @@ class ReplicaSetController(QueueController):
             done, err = await util.slow_start_batch(count, 1, create_one)
             if done < count:
                 # the ones that failed or never ran will not show up in the informer
-                self.expectations.lower(key, add=count - done)
+                self.expectations.creation_observed(key, count - done)
             if err is not None:
                 raise err
         elif diff > 0:
             count = min(diff, BURST_REPLICAS)
             victims = sorted(pods, key=util.deletion_rank)[:count]
-            self.expectations.expect(key, delete=count)
-            first_error: Exception | None = None
-            for pod in victims:
+            self.expectations.expect_deletions(key, {util.uid_of(p) for p in victims})
+
+            async def delete_one(pod: util.Obj) -> None:
                 try:
                     await self.client.delete("pods", util.name_of(pod), util.namespace_of(pod))
                 except ApiError as exc:
-                    self.expectations.lower(key, delete=1)
+                    # it will never be observed as deleted by us
+                    self.expectations.deletion_observed(key, util.uid_of(pod))
                     if exc.not_found:
-                        continue
-                    self.recorder.event(
-                        rs,
-                        events.WARNING,
-                        events.FAILED_DELETE,
-                        f"Error deleting: {exc.status.get('message', exc)}",
-                    )
-                    first_error = first_error or exc
-                    continue
-                self.recorder.event(
-                    rs, events.NORMAL, events.SUCCESSFUL_DELETE, f"Deleted pod: {util.name_of(pod)}"
-                )
-            if first_error is not None:
-                raise first_error
+                        return
+                    message = f"Error deleting: {exc.status.get('message', exc)}"
+                    self.recorder.event(rs, events.WARNING, events.FAILED_DELETE, message)
+                    raise
+                message = f"Deleted pod: {util.name_of(pod)}"
+                self.recorder.event(rs, events.NORMAL, events.SUCCESSFUL_DELETE, message)
+
+            results = await asyncio.gather(*(delete_one(p) for p in victims), return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     def _status(self, rs: util.Obj, pods: list[util.Obj], manage_error: Exception | None) -> dict[str, Any]:
         spec = rs.get("spec") or {}

@@ -248,7 +248,7 @@ async def claim(
 @dataclass
 class _Expectation:
     add: int
-    delete: int
+    deletes: set[str]
     timestamp: float
 
 
@@ -256,8 +256,10 @@ class Expectations:
     """Creates/deletes a controller made and has not yet seen in its informer (per key).
 
     Until they are observed the controller must not count pods again, or it would create
-    twice. Entries older than ``EXPECTATIONS_TIMEOUT`` count as satisfied (a lost event must
-    not wedge a controller forever).
+    twice. Deletions are tracked by pod UID (kube's UIDTrackingControllerExpectations): a pod
+    shows up as deleted twice (deletionTimestamp set, then gone) and must count once. Entries
+    older than ``EXPECTATIONS_TIMEOUT`` count as satisfied (a lost event must not wedge a
+    controller forever).
     """
 
     def __init__(self, timeout: float = EXPECTATIONS_TIMEOUT) -> None:
@@ -268,24 +270,25 @@ class Expectations:
         exp = self._items.get(key)
         if exp is None:
             return True
-        if exp.add <= 0 and exp.delete <= 0:
+        if exp.add <= 0 and not exp.deletes:
             return True
         return time.monotonic() - exp.timestamp > self.timeout
 
-    def expect(self, key: str, add: int = 0, delete: int = 0) -> None:
-        self._items[key] = _Expectation(add, delete, time.monotonic())
+    def expect_creations(self, key: str, count: int) -> None:
+        self._items[key] = _Expectation(count, set(), time.monotonic())
 
-    def lower(self, key: str, add: int = 0, delete: int = 0) -> None:
+    def expect_deletions(self, key: str, uids: set[str]) -> None:
+        self._items[key] = _Expectation(0, set(uids), time.monotonic())
+
+    def creation_observed(self, key: str, count: int = 1) -> None:
         exp = self._items.get(key)
         if exp is not None:
-            exp.add -= add
-            exp.delete -= delete
+            exp.add -= count
 
-    def creation_observed(self, key: str) -> None:
-        self.lower(key, add=1)
-
-    def deletion_observed(self, key: str) -> None:
-        self.lower(key, delete=1)
+    def deletion_observed(self, key: str, uid: str) -> None:
+        exp = self._items.get(key)
+        if exp is not None:
+            exp.deletes.discard(uid)
 
     def forget(self, key: str) -> None:
         self._items.pop(key, None)
