@@ -179,8 +179,12 @@ class Storage:
     # ----------------------------------------------------------------- hooks
 
     def _default(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        return self._default_model(rt, obj)[0]
+
+    def _default_model(self, rt: ResourceType, obj: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """Defaulted object, and its model when one was built (validation reuses it)."""
         if rt.default is None:
-            return obj
+            return obj, None
         try:
             model = codec.convert(obj, rt.model)
         except (codec.DecodeError, ValueError) as exc:
@@ -188,26 +192,36 @@ class Storage:
                 f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {exc}'
             ) from None
         rt.default(model)
-        out = from_model(model)
-        # keep explicit fields the model drops when empty (e.g. data: {}) as decode would
-        return out
+        return from_model(model), model
 
     def _admit(self, req: AdmissionRequest) -> list[FieldError]:
-        self.pm.hook.kybern_admission_mutate(request=req)
+        """Mutating then validating admission; pluggy is skipped when no plugin implements them."""
+        hooks = self.pm.hook
+        if hooks.kybern_admission_mutate.get_hookimpls():
+            hooks.kybern_admission_mutate(request=req)
         errs: list[FieldError] = []
-        for batch in self.pm.hook.kybern_admission_validate(request=req):
-            errs.extend(batch or [])
+        if hooks.kybern_admission_validate.get_hookimpls():
+            for batch in hooks.kybern_admission_validate(request=req):
+                errs.extend(batch or [])
         return errs
 
+    def _admission_mutates(self) -> bool:
+        return bool(self.pm.hook.kybern_admission_mutate.get_hookimpls())
+
     def _validate(
-        self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, kind_rules: bool = True
+        self,
+        rt: ResourceType,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        kind_rules: bool = True,
+        model: Any = None,
     ) -> list[FieldError]:
         errs = list(validate_object_meta(obj.get("metadata") or {}, rt.namespaced, name_validator(rt)))
         if old is not None:
             errs.extend(validate_object_meta_update(obj.get("metadata"), old.get("metadata")))
         if rt.validate is not None and kind_rules:
             try:
-                new_m = codec.convert(obj, rt.model)
+                new_m = model if model is not None else codec.convert(obj, rt.model)
                 old_m = codec.convert(old, rt.model) if old is not None else None
             except (codec.DecodeError, ValueError) as exc:
                 raise errors.bad_request(str(exc)) from None
@@ -298,14 +312,18 @@ class Storage:
         generated = not meta.get("name") and bool(meta.get("generateName"))
         if generated:
             meta["name"] = generate_name(str(meta["generateName"]))
-        obj = self._default(rt, obj)
-        self._allocate(rt, obj, None)
+        obj, model = self._default_model(rt, obj)
+        if is_service(rt):
+            self._allocate(rt, obj, None)
+            model = None
         meta = obj["metadata"]
         name = meta.get("name") or ""
         req = AdmissionRequest("CREATE", rt, namespace, name, obj, None, "", opts.user, opts.dry_run)
         errs = self._admit(req)
+        if self._admission_mutates():
+            model = None  # the dict may have changed: validate what will be stored
         obj = req.object or obj
-        errs = self._validate(rt, obj, None) + errs
+        errs = self._validate(rt, obj, None, model=model) + errs
         if errs:
             raise errors.invalid(rt, name, errs)
         self._track(rt, None, obj, opts)
