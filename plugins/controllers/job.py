@@ -94,6 +94,34 @@ def _parse_indexes(text: str | None) -> set[int]:
     return out
 
 
+class CreationExpectations:
+    """Pods created and not yet seen in the informer, per Job: until they show up the Job's
+    active count is stale and creating again would overshoot parallelism. An entry older
+    than five minutes counts as met (a lost event must not wedge the Job)."""
+
+    def __init__(self, timeout: float = 300.0) -> None:
+        self.timeout = timeout
+        self._items: dict[str, tuple[int, float]] = {}
+
+    def satisfied(self, key: str) -> bool:
+        pending, at = self._items.get(key, (0, 0.0))
+        return pending <= 0 or time.monotonic() - at > self.timeout
+
+    def expect(self, key: str, count: int) -> None:
+        self._items[key] = (count, time.monotonic())
+
+    def lower(self, key: str, count: int = 1) -> None:
+        if key in self._items:
+            pending, at = self._items[key]
+            self._items[key] = (pending - count, at)
+
+    def creation_observed(self, key: str) -> None:
+        self.lower(key, 1)
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
+
+
 class JobController(QueueController):
     component = "job-controller"
 
@@ -101,7 +129,7 @@ class JobController(QueueController):
         super().__init__(ctx)
         extra = ctx.config.extra if ctx.config is not None else {}
         self.backoff_base = parse_duration(extra.get("job_pod_failure_backoff"), 10.0)
-        self.expectations = util.Expectations()
+        self.expectations = CreationExpectations()
         self.jobs = ctx.informers.informer(RESOURCE)
         self.pods = ctx.informers.informer("pods")
         self.pods.add_indexers({OWNER_INDEX: index_by_controller_uid})
@@ -147,8 +175,6 @@ class JobController(QueueController):
             return
         if created:
             self.expectations.creation_observed(key)
-        if deleted:
-            self.expectations.deletion_observed(key)
         self.queue.add(key)
 
     # --- sync ---------------------------------------------------------------------------------
@@ -349,6 +375,7 @@ class JobController(QueueController):
                         parallelism,
                     )
                 except Exception as exc:
+                    log.opt(exception=not isinstance(exc, ApiError)).warning("job {}: {}", key, exc)
                     manage_error = exc
             if spec.get("activeDeadlineSeconds") is not None and status.get("startTime"):
                 left = (
@@ -435,7 +462,7 @@ class JobController(QueueController):
             free = [i for i in range(int(completions)) if i not in busy]
             indexes = list(free[:count])
             count = len(indexes)
-        self.expectations.expect(key, add=count)
+        self.expectations.expect(key, count)
         pending = list(indexes)
 
         async def create_one() -> None:
@@ -464,7 +491,7 @@ class JobController(QueueController):
 
         done, err = await util.slow_start_batch(count, 1, create_one)
         if done < count:
-            self.expectations.lower(key, add=count - done)
+            self.expectations.lower(key, count - done)
         if err is not None:
             raise err
         return active
