@@ -309,8 +309,26 @@ async def update(srv: ApiServer, info: RequestInfo, subresource: str = "") -> we
     body = await info.body()
     decoded = bodies.decode_object(rt, body, info.request.content_type, mode)
     _check_name(rt, decoded.obj, t.name, t.namespace)
-    obj, _ = await srv.storage.update(rt, t.namespace, t.name, lambda old: decoded.obj, opts)
+    explicit = bool((decoded.obj.get("metadata") or {}).get("resourceVersion"))
+    obj, _ = await srv.storage.update(
+        rt, t.namespace, t.name, lambda old: decoded.obj, opts, precondition=explicit
+    )
     return _resp(obj, 200, decoded.warnings)
+
+
+def _patch_sets_rv(body: bytes, content_type: str) -> bool:
+    """Whether a patch names metadata.resourceVersion (then it is a precondition, as in kube)."""
+    try:
+        data = bodies.loads(body)
+    except Exception:
+        return False
+    if content_type == "application/json-patch+json":
+        return isinstance(data, list) and any(
+            isinstance(op, dict) and op.get("path") in ("/metadata/resourceVersion", "/metadata")
+            for op in data
+        )
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
 
 
 def _patch_error(exc: Exception) -> errors.ApiStatusError:
@@ -357,7 +375,9 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
         typed = bodies.typed_roundtrip(rt, result)
         return typed
 
-    obj, _ = await srv.storage.update(rt, t.namespace, t.name, transform, opts)
+    obj, _ = await srv.storage.update(
+        rt, t.namespace, t.name, transform, opts, precondition=_patch_sets_rv(body, ct)
+    )
     return _resp(obj, 200, warnings)
 
 
@@ -410,7 +430,10 @@ async def _apply(srv: ApiServer, info: RequestInfo, body: bytes, mode: str, subr
         obj = run_apply(None)
         return await srv.storage.create(rt, t.namespace, obj, opts)
 
-    obj, created = await srv.storage.update(rt, t.namespace, t.name, run_apply, opts, create=create_missing)
+    explicit = bool((applied.get("metadata") or {}).get("resourceVersion"))
+    obj, created = await srv.storage.update(
+        rt, t.namespace, t.name, run_apply, opts, create=create_missing, precondition=explicit
+    )
     return _resp(obj, 201 if created else 200, warnings)
 
 

@@ -177,7 +177,7 @@ async def scale(srv: ApiServer, info: RequestInfo) -> web.Response:
             parent.setdefault("spec", {})["replicas"] = replicas
             return parent
 
-        obj, _ = await srv.storage.update(rt, t.namespace, name, put, opts)
+        obj, _ = await srv.storage.update(rt, t.namespace, name, put, opts, precondition=bool(want_rv))
         return json_response(to_scale(obj))
     ct = bodies.media_type(info.request.headers.get("Content-Type"))
     if ct not in bodies.PATCH_TYPES or ct == "application/apply-patch+yaml":
@@ -198,7 +198,9 @@ async def scale(srv: ApiServer, info: RequestInfo) -> web.Response:
         parent.setdefault("spec", {})["replicas"] = _scale_replicas(rt, name, patched)
         return parent
 
-    obj, _ = await srv.storage.update(rt, t.namespace, name, patch_scale, opts)
+    obj, _ = await srv.storage.update(
+        rt, t.namespace, name, patch_scale, opts, precondition=handlers_rest._patch_sets_rv(body, ct)
+    )
     return json_response(to_scale(obj))
 
 

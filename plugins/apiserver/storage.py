@@ -415,12 +415,15 @@ class Storage:
         transform: Transform,
         opts: WriteOptions,
         create: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        precondition: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with retries on store conflicts (kube's GuaranteedUpdate).
 
         ``transform`` gets a private copy of the current object and returns the desired one; a
         resourceVersion it leaves in metadata must still be current (else 409 Conflict). When
-        the object is missing, ``create`` (if given) runs instead. Returns (object, created).
+        the object is missing, ``create`` (if given) runs instead. ``precondition``: the client
+        named the resourceVersion it read (a PUT body's, a patch that sets it), so a concurrent
+        write is a 409 rather than a retry. Returns (object, created).
         """
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
@@ -467,7 +470,7 @@ class Storage:
                     return new, False
                 rev = await self.run(self.store.update, key, _strip_rv(new), kv.mod_revision)
             except ConflictError:
-                if rv not in (None, ""):
+                if precondition:
                     raise errors.conflict(rt, name) from None
                 continue
             except KeyNotFoundError:
