@@ -287,12 +287,16 @@ class WatchCache:
         if self.revision >= rev:
             return True
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((rev, fut))
+        entry = (rev, fut)
+        self._waiters.append(entry)
         try:
             await asyncio.wait_for(fut, timeout)
             return True
         except TimeoutError:
             return self.revision >= rev
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
 
     def add_watcher(self, rt: ResourceType, w: Watcher) -> None:
         self.cache_for(rt).watchers.add(w)
