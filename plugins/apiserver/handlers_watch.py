@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 BOOKMARK_INTERVAL = float(os.environ.get("KYBERN_WATCH_BOOKMARK_SECONDS", "30"))
 DEFAULT_TIMEOUT = 1800.0
+LIVENESS_CHECK = 5.0
 
 
 def _make_filter(match: Any) -> Any:
@@ -149,12 +150,16 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
             now = time.monotonic()
             if now >= deadline or srv.stopping.is_set():
                 break
-            wait = deadline - now
+            # wake now and then to notice a client that went away without a write failing
+            wait = min(deadline - now, LIVENESS_CHECK)
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.01))
             try:
                 ev = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
                 # only with nothing queued: the bookmark promises every event up to its revision
                 if bookmarks and time.monotonic() >= next_bookmark and queue.empty():
                     await resp.write(bookmark(max(last_rev, cache.revision)))
