@@ -12,6 +12,7 @@ call per (pod, node, plugin) would cap the scheduler far below kube-scheduler's 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,10 @@ DEFAULT_MILLI_CPU_REQUEST = 100
 DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
 
 MAX_NODE_SCORE = 100
+
+#: one counter for every NodeInfo change, so (node name, generation) never repeats even when a
+#: node is deleted and added again: plugins may cache per-node answers under it
+_generations = itertools.count(1)
 
 #: resources counted in millis (cpu) or plain integers (everything else)
 CPU = "cpu"
@@ -174,7 +179,8 @@ class NodeInfo:
     nonzero_requested: dict[str, int] = field(default_factory=dict)
     #: pods here that carry required anti-affinity (checked by every incoming pod)
     anti_affinity_pods: int = 0
-    #: bumped on every change, so derived data can be cached per node
+    #: changes on every change of the node or its pods (unique across all nodes), so plugins
+    #: can cache per-node answers
     generation: int = 0
 
     @classmethod
@@ -194,7 +200,7 @@ class NodeInfo:
         self.allocatable = {k: resource_amount(k, v) for k, v in alloc.items()}
         self.taints = spec.get("taints") or []
         self.unschedulable = bool(spec.get("unschedulable"))
-        self.generation += 1
+        self.generation = next(_generations)
 
     def add_pod(self, pod: PodInfo) -> None:
         if pod.uid in self.pods:
@@ -209,7 +215,7 @@ class NodeInfo:
         nz[MEMORY] = nz.get(MEMORY, 0) + pod.nonzero(MEMORY)
         if pod.has_required_anti_affinity():
             self.anti_affinity_pods += 1
-        self.generation += 1
+        self.generation = next(_generations)
 
     def remove_pod(self, uid: str) -> PodInfo | None:
         pod = self.pods.pop(uid, None)
@@ -224,7 +230,7 @@ class NodeInfo:
         nz[MEMORY] -= pod.nonzero(MEMORY)
         if pod.has_required_anti_affinity():
             self.anti_affinity_pods -= 1
-        self.generation += 1
+        self.generation = next(_generations)
         return pod
 
     def clone(self) -> NodeInfo:

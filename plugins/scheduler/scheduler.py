@@ -33,6 +33,8 @@ COMPONENT = "default-scheduler"
 MAX_BINDING = 64
 #: status/event writes in flight at once: they must not starve bindings
 MAX_REPORTING = 8
+#: longest run of scheduling decisions before the loop lets other tasks in
+SLICE_SECONDS = 0.01
 
 
 def now_rfc3339() -> str:
@@ -157,6 +159,7 @@ class Scheduler:
     # --- the scheduling loop -------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        yielded = time.monotonic()
         while not self.ctx.stopping.is_set():
             queued = await self.queue.pop()
             try:
@@ -166,8 +169,12 @@ class Scheduler:
             except Exception:
                 log.exception("scheduling {} failed", queued.pod.key)
                 self.queue.requeue_error(queued)
-            # let watch events and bindings in between pods of a burst
-            await asyncio.sleep(0)
+            # a burst is scheduled in slices, letting watch events, bindings and (in the
+            # server process) API requests in between; a slice per pod starves the scheduler
+            now = time.monotonic()
+            if now - yielded >= SLICE_SECONDS:
+                await asyncio.sleep(0)
+                yielded = time.monotonic()
 
     async def _schedule_one(self, queued: QueuedPod) -> None:
         pod = queued.pod

@@ -113,21 +113,43 @@ def insufficient(pod: PodInfo, node: NodeInfo, ignored: frozenset[str] = frozens
     return reasons
 
 
+#: request signature -> node name -> (node generation, reasons): bursts repeat the same
+#: requests, and a node's answer changes only when the node does
+_fit_cache: dict[tuple[frozenset[str], tuple[tuple[str, int], ...]], dict[str, tuple[int, list[str]]]] = {}
+_MAX_SIGNATURES = 256
+
+
 @hookimpl
 def kybern_sched_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, list[str]]:
     ignored = strategy_of(state.plugin_args(SCHEDULER_PLUGIN_NAME)).ignored
+    reqs = tuple((k, v) for k, v in pod.requests.items() if v > 0 and k not in ignored)
+    key = (ignored, reqs)
+    cache = _fit_cache.get(key)
+    if cache is None:
+        if len(_fit_cache) >= _MAX_SIGNATURES:
+            _fit_cache.clear()
+        cache = _fit_cache[key] = {}
     out: dict[str, list[str]] = {}
-    reqs = [(k, v) for k, v in pod.requests.items() if v > 0 and k not in ignored]
     for node in nodes:
+        name = node.name
+        hit = cache.get(name)
+        if hit is not None and hit[0] == node.generation:
+            if hit[1]:
+                out[name] = hit[1]
+            continue
         requested = node.requested
         alloc = node.allocatable
+        reasons: list[str] = []
         if requested.get(PODS, 0) >= alloc.get(PODS, 110):
-            out[node.name] = insufficient(pod, node, ignored)
-            continue
-        for name, value in reqs:
-            if requested.get(name, 0) + value > alloc.get(name, 0):
-                out[node.name] = insufficient(pod, node, ignored)
-                break
+            reasons = insufficient(pod, node, ignored)
+        else:
+            for res, value in reqs:
+                if requested.get(res, 0) + value > alloc.get(res, 0):
+                    reasons = insufficient(pod, node, ignored)
+                    break
+        cache[name] = (node.generation, reasons)
+        if reasons:
+            out[name] = reasons
     return out
 
 
@@ -167,7 +189,33 @@ def score_node(strategy: Strategy, pod: PodInfo, node: NodeInfo) -> float:
     return total / weights if weights else 0.0
 
 
+#: (strategy, pod request signature) -> node name -> (node generation, score): a node's score
+#: for a given request changes only when the node does, and bursts repeat the same requests
+_score_cache: dict[tuple[Strategy, tuple[int, ...]], dict[str, tuple[int, float]]] = {}
+
+
+def _signature(strategy: Strategy, pod: PodInfo) -> tuple[int, ...]:
+    requests = pod.requests
+    return tuple(pod.nonzero(n) if n in (CPU, MEMORY) else requests.get(n, 0) for n, _ in strategy.resources)
+
+
 @hookimpl
 def kybern_sched_score(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, float]:
     strategy = strategy_of(state.plugin_args(SCHEDULER_PLUGIN_NAME))
-    return {node.name: score_node(strategy, pod, node) for node in nodes}
+    key = (strategy, _signature(strategy, pod))
+    cache = _score_cache.get(key)
+    if cache is None:
+        if len(_score_cache) >= _MAX_SIGNATURES:
+            _score_cache.clear()
+        cache = _score_cache[key] = {}
+    scores: dict[str, float] = {}
+    for node in nodes:
+        name = node.name
+        hit = cache.get(name)
+        if hit is not None and hit[0] == node.generation:
+            scores[name] = hit[1]
+        else:
+            value = score_node(strategy, pod, node)
+            cache[name] = (node.generation, value)
+            scores[name] = value
+    return scores

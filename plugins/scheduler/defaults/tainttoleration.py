@@ -32,15 +32,22 @@ def kybern_sched_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) 
 
 
 @hookimpl
-def kybern_sched_score(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, float]:
+def kybern_sched_score(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, float] | None:
     prefer = [t for t in pod.tolerations if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
     scores: dict[str, float] = {}
     for node in nodes:
+        if not node.taints:
+            continue
         count = 0
         for taint in node.taints:
             if taint.get("effect") == "PreferNoSchedule" and not tolerates(prefer, taint):
                 count += 1
-        scores[node.name] = count
+        if count:
+            scores[node.name] = count
+    if not scores:
+        return None  # the same for every node: no opinion
+    for node in nodes:
+        scores.setdefault(node.name, 0)
     return scores
 
 

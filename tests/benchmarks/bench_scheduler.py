@@ -1,0 +1,363 @@
+"""Scheduler benchmark: throughput and latency at scale, and bin-packing quality.
+
+Run alone: ``.venv/bin/python tests/benchmarks/bench_scheduler.py [--nodes 1000] [--pods 10000]``.
+It starts its own ``kybern server --disable-agent`` (SQLite in a temp dir, no kubelet and no
+controllers: Node objects are created through the API with status.allocatable and a Ready
+condition, as hollow nodes would report them) and prints figures; it asserts nothing.
+
+1. Throughput: NODES nodes (8 cpu, 32Gi, 110 pods), PODS pods (100m, 128Mi) created through the
+   API by CONCURRENCY clients; pods/s from the first create to the last bind (seen on a
+   watch), and scheduling latency (create request sent -> bound pod seen) p50/p99.
+   Goal from the issue: >= 500 pods/s on 2 cores.
+2. Bin packing: PACK_NODES fresh nodes (4 cpu, 16Gi) and mixed-size pods created in random
+   order for the MostAllocated profile: nodes used, against first-fit-decreasing computed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from kybern.client import ApiError, HttpApiClient
+from kybern.quantity import cpu_millis, memory_bytes
+
+SCHED_CONFIG = """\
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+profiles:
+- schedulerName: default-scheduler
+- schedulerName: bin-packing
+  pluginConfig:
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: MostAllocated
+        resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}]
+"""
+
+#: (cpu, memory) sizes of the bin-packing pods
+SIZES = [("250m", "512Mi"), ("500m", "1Gi"), ("1", "2Gi"), ("1500m", "6Gi"), ("2", "4Gi"), ("3", "3Gi")]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(base: Path) -> tuple[subprocess.Popen[bytes], HttpApiClient]:
+    port = free_port()
+    data = base / "data"
+    config = base / "scheduler.yaml"
+    config.write_text(SCHED_CONFIG)
+    exe = Path(sys.executable).parent / "kybern"
+    log = open(base / "server.log", "wb")
+    disable = [a for n in ("controller-manager", "kubelet", "proxy", "dns") for a in ("--disable", n)]
+    # KYBERN_BENCH_PROFILE=FILE runs the server under cProfile (stats written at exit)
+    profile = os.environ.get("KYBERN_BENCH_PROFILE")
+    prefix = [sys.executable, "-m", "cProfile", "-o", profile] if profile else []
+    proc = subprocess.Popen(
+        [
+            *prefix,
+            str(exe),
+            "--log-level",
+            "WARNING",
+            "server",
+            "--disable-agent",
+            "--data-dir",
+            str(data),
+            "--https-listen-port",
+            str(port),
+            "--bind-address",
+            "127.0.0.1",
+            "--scheduler-config",
+            str(config),
+            *disable,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (data / "kubeconfig.yaml").exists() and (data / "tls" / "ca.crt").exists():
+            token = (data / "token").read_text().strip()
+            return proc, HttpApiClient(f"https://127.0.0.1:{port}", token, data / "tls" / "ca.crt")
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start:\n" + (base / "server.log").read_text()[-3000:])
+
+
+async def wait_ready(client: HttpApiClient) -> None:
+    for _ in range(100):
+        try:
+            await client.list("namespaces")
+            return
+        except (ApiError, OSError):
+            await asyncio.sleep(0.2)
+
+
+async def bounded(concurrency: int, jobs: list[Any]) -> list[Any]:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(job: Any) -> Any:
+        async with sem:
+            return await job
+
+    return await asyncio.gather(*(one(j) for j in jobs))
+
+
+async def make_node(client: HttpApiClient, name: str, cpu: str, memory: str, labels: dict[str, str]) -> None:
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **labels}},
+    }
+    await client.create("nodes", node)
+    alloc = {"cpu": cpu, "memory": memory, "pods": "110"}
+    status = {
+        "status": {
+            "capacity": alloc,
+            "allocatable": alloc,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "bench"}],
+        }
+    }
+    await client.patch("nodes", name, status, subresource="status")
+
+
+def pod(name: str, ns: str, cpu: str, memory: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "pause", "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+            ],
+            **spec,
+        },
+    }
+
+
+class BindWatcher:
+    """Records when each pod of a namespace is first seen bound."""
+
+    def __init__(self, client: HttpApiClient, ns: str, rv: str) -> None:
+        self.client, self.ns, self.rv = client, ns, rv
+        self.bound: dict[str, float] = {}
+        self.node_of: dict[str, str] = {}
+        self.changed = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            async for ev in self.client.watch("pods", namespace=self.ns, resource_version=self.rv):
+                obj = ev.object
+                self.rv = obj.get("metadata", {}).get("resourceVersion", self.rv)
+                node = (obj.get("spec") or {}).get("nodeName")
+                name = obj.get("metadata", {}).get("name")
+                if node and name not in self.bound:
+                    self.bound[name] = time.monotonic()
+                    self.node_of[name] = node
+                    self.changed.set()
+
+    async def wait_for(self, count: int, stall: float = 30.0) -> bool:
+        """Until ``count`` pods are bound; False if nothing changes for ``stall`` seconds."""
+        while len(self.bound) < count:
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), stall)
+            except TimeoutError:
+                return False
+        return True
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def throughput(client: HttpApiClient, nodes: int, pods: int, concurrency: int) -> None:
+    t0 = time.monotonic()
+    await bounded(
+        50, [make_node(client, f"node-{i:05d}", "8", "32Gi", {"pool": "main"}) for i in range(nodes)]
+    )
+    print(f"{nodes} nodes created in {time.monotonic() - t0:.1f}s")
+    await asyncio.sleep(2)  # let the scheduler's node watch catch up
+    ns = "bench"
+    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    rv = (await client.list("pods", namespace=ns, limit=1))["metadata"]["resourceVersion"]
+    watcher = BindWatcher(client, ns, rv)
+    watch_task = asyncio.create_task(watcher.run())
+    sent: dict[str, float] = {}
+
+    async def create(i: int) -> None:
+        name = f"p{i:05d}"
+        sent[name] = time.monotonic()
+        await client.create("pods", pod(name, ns, "100m", "128Mi"), namespace=ns)
+
+    start = time.monotonic()
+    await bounded(concurrency, [create(i) for i in range(pods)])
+    created = time.monotonic()
+    complete = await watcher.wait_for(pods)
+    end = max(watcher.bound.values(), default=created)
+    watch_task.cancel()
+    latencies = [watcher.bound[n] - sent[n] for n in watcher.bound]
+    print(f"pods created: {pods} in {created - start:.1f}s ({pods / (created - start):.0f} creates/s)")
+    print(
+        f"pods bound:   {len(watcher.bound)}{'' if complete else ' (STALLED)'} in {end - start:.1f}s "
+        f"from first create -> {len(watcher.bound) / (end - start):.0f} pods/s"
+    )
+    if latencies:
+        print(
+            "scheduling latency (create sent -> bound seen): "
+            f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
+            f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        )
+    per_node: dict[str, int] = {}
+    for node in watcher.node_of.values():
+        per_node[node] = per_node.get(node, 0) + 1
+    if per_node:
+        print(
+            f"pods per node: min {min(per_node.values())}, max {max(per_node.values())}, "
+            f"nodes used {len(per_node)}"
+        )
+
+
+def decisions_only(nodes: int, pods: int) -> None:
+    """The scheduling cycle alone, in this process: the default profile's real plugins (loaded
+    from their entry points) over in-memory NodeInfos, each pod assumed on its node. This is
+    the ceiling the scheduler would reach if the API server cost nothing."""
+    from kybern.pluginmanager import load_plugins
+    from kybern.plugins.scheduler.config import discover_plugins, parse_config
+    from kybern.plugins.scheduler.framework import Profile
+    from kybern.scheduling import NodeInfo, PodInfo
+
+    pm = load_plugins().manager
+    available = discover_plugins(pm)
+    profile = Profile(parse_config(None, available).profiles[0], pm, available)
+    infos = [
+        NodeInfo.from_obj(
+            {
+                "metadata": {"name": f"n{i}", "labels": {"kubernetes.io/hostname": f"n{i}"}},
+                "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"}},
+            }
+        )
+        for i in range(nodes)
+    ]
+    by_name = {n.name: n for n in infos}
+    batch = [
+        PodInfo.from_obj(
+            {
+                "metadata": {"name": f"p{i}", "namespace": "b", "uid": f"u{i}"},
+                "spec": pod("x", "b", "100m", "128Mi")["spec"],
+            }
+        )
+        for i in range(pods)
+    ]
+    start = time.perf_counter()
+    for p in batch:
+        state = profile.new_state(infos, None)
+        chosen = profile.schedule(state, p, infos, None)
+        assert isinstance(chosen, str)
+        p.node_name = chosen
+        by_name[chosen].add_pod(p)
+    elapsed = time.perf_counter() - start
+    print(
+        f"scheduling cycle alone ({nodes} nodes, default profile, in-process): {pods / elapsed:.0f} pods/s "
+        f"({elapsed / pods * 1e6:.0f} us per pod)"
+    )
+
+
+def first_fit_decreasing(items: list[tuple[int, int]], cpu: int, memory: int) -> int:
+    """Bins (nodes) FFD needs, items sorted by their larger share of a node."""
+    bins: list[list[int]] = []
+    for c, m in sorted(items, key=lambda it: max(it[0] / cpu, it[1] / memory), reverse=True):
+        for b in bins:
+            if b[0] + c <= cpu and b[1] + m <= memory:
+                b[0] += c
+                b[1] += m
+                break
+        else:
+            bins.append([c, m])
+    return len(bins)
+
+
+async def packing(client: HttpApiClient, nodes: int, pods: int) -> None:
+    await bounded(
+        20, [make_node(client, f"pack-{i:03d}", "4", "16Gi", {"pool": "pack"}) for i in range(nodes)]
+    )
+    await asyncio.sleep(1)
+    ns = "pack"
+    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    rv = (await client.list("pods", namespace=ns, limit=1))["metadata"]["resourceVersion"]
+    watcher = BindWatcher(client, ns, rv)
+    task = asyncio.create_task(watcher.run())
+    rng = random.Random(7)
+    sizes = [rng.choice(SIZES) for _ in range(pods)]
+    await bounded(
+        20,
+        [
+            client.create(
+                "pods",
+                pod(f"m{i:04d}", ns, c, m, schedulerName="bin-packing", nodeSelector={"pool": "pack"}),
+                namespace=ns,
+            )
+            for i, (c, m) in enumerate(sizes)
+        ],
+    )
+    await watcher.wait_for(pods, stall=10)
+    task.cancel()
+    used = len(set(watcher.node_of.values()))
+    ffd = first_fit_decreasing([(cpu_millis(c), memory_bytes(m)) for c, m in sizes], 4000, 16 * 2**30)
+    print(
+        f"bin packing (MostAllocated, {pods} mixed pods in random order, {len(watcher.bound)} bound): "
+        f"{used} nodes used; first-fit-decreasing needs {ffd} (ratio {used / ffd:.2f})"
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    base = Path(tempfile.mkdtemp(prefix="kybern-bench-sched-"))
+    proc, client = start_server(base)
+    try:
+        decisions_only(args.nodes, min(args.pods, 5000))
+        await wait_ready(client)
+        await throughput(client, args.nodes, args.pods, args.concurrency)
+        if args.pack_pods:
+            await packing(client, args.pack_nodes, args.pack_pods)
+    finally:
+        await client.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if args.keep:
+            print(f"server data and log kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=50, help="pod creates in flight")
+    parser.add_argument("--pack-nodes", type=int, default=60)
+    parser.add_argument("--pack-pods", type=int, default=150)
+    parser.add_argument("--keep", action="store_true", help="keep the server's data dir and log")
+    asyncio.run(main(parser.parse_args()))
