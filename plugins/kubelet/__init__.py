@@ -34,7 +34,8 @@ def kybern_components() -> list[ComponentSpec]:
         ComponentSpec(
             name="kubelet",
             factory=_factory,  # type: ignore[arg-type]
-            roles=frozenset({"server", "agent"}),
+            # "agent" alone: a server runs it as its local node agent unless --disable-agent
+            roles=frozenset({"agent"}),
             order=60,
             description="Node agent: runs this node's pods on a container runtime",
         )

@@ -28,7 +28,7 @@ from kybern.plugins.kubelet.nodeinfo import (
 from kybern.plugins.kubelet.objcache import ObjectCache
 from kybern.plugins.kubelet.podworker import PodWorker
 from kybern.plugins.kubelet.volumes import VolumeManager
-from kybern.runtime import ContainerRuntime, ContainerRuntimeError, RuntimeStatus
+from kybern.runtime import ContainerRuntime, ContainerRuntimeError, ImageRef, RuntimeStatus
 from loguru import logger
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logger.bind(component="kubelet")
 
 LEASE_NAMESPACE = "kube-node-lease"
+START_SLOTS = 8
+#: a present image stays present this long as far as IfNotPresent is concerned
+IMAGE_CACHE_S = 30.0
 LEASE_DURATION_S = 40
 #: a node status that did not change is still written this often (heartbeat)
 STATUS_REPORT_S = 60.0
@@ -129,8 +132,22 @@ class NodeAgent:
         self._status_written: dict[str, Any] | None = None
         self._status_written_at = 0.0
         self._conditions: dict[str, dict[str, Any]] = {}
+        #: pods creating sandboxes or containers at once: Podman serialises much of that work,
+        #: so a burst finishes sooner, pod by pod, with a few at a time than with all at once
+        self.start_slots = asyncio.Semaphore(START_SLOTS)
+        self._images: dict[str, tuple[float, ImageRef]] = {}
         #: the relist's last view: pod uid -> fingerprint of its containers
         self._seen: dict[str, tuple[Any, ...]] = {}
+
+    async def image_present(self, image: str) -> ImageRef | None:
+        """The runtime's answer, remembered briefly: a burst of pods on one image asks once."""
+        hit = self._images.get(image)
+        if hit is not None and time.monotonic() - hit[0] < IMAGE_CACHE_S:
+            return hit[1]
+        ref = await self.runtime.image_present(image)
+        if ref is not None:
+            self._images[image] = (time.monotonic(), ref)
+        return ref
 
     def allocatable(self) -> dict[str, str]:
         return self.resources.allocatable()

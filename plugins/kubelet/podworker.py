@@ -11,6 +11,7 @@ flips, back-off expiry, and a periodic resync (which also refreshes ConfigMap/Se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logger.bind(component="kubelet")
 
+_NO_LIMIT = contextlib.nullcontext()
 RESYNC_S = 60.0
 #: pods with ConfigMap/Secret/downward API files re-read them this often
 VOLUME_RESYNC_S = 30.0
@@ -181,7 +183,8 @@ class PodWorker:
         # sandbox
         if self.sandbox is None or self.sandbox.state != "ready":
             try:
-                self.sandbox = await rt.run_pod_sandbox(self._sandbox_spec())
+                async with self.node.start_slots:
+                    self.sandbox = await rt.run_pod_sandbox(self._sandbox_spec())
             except ContainerRuntimeError as exc:
                 self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
                 await self._write_status([], sandbox_ready=False)
@@ -200,7 +203,8 @@ class PodWorker:
                 self.wake()
                 return
             self.sandbox = live
-        changed = await self._sync_containers(spec, containers)
+        async with self.node.start_slots if self._needs_start(spec, containers) else _NO_LIMIT:
+            changed = await self._sync_containers(spec, containers)
         if changed:
             containers = await rt.list_containers(self.uid)
         self._sync_probes(spec, containers)
@@ -269,6 +273,13 @@ class PodWorker:
                 self.waiting.pop(ctr["name"], None)
         return changed
 
+    @staticmethod
+    def _needs_start(spec: dict[str, Any], containers: list[ContainerStatus]) -> bool:
+        """Whether this pass may create containers (those passes queue for a start slot)."""
+        have = {c.name for c in containers}
+        wanted = [c.get("name") for c in (spec.get("initContainers") or []) + (spec.get("containers") or [])]
+        return any(n not in have for n in wanted) or any(c.state != "running" for c in containers)
+
     def _grace(self) -> int:
         spec = self.pod.get("spec") or {}
         value = spec.get("terminationGracePeriodSeconds")
@@ -319,7 +330,7 @@ class PodWorker:
         policy = pull_policy(ctr)
         key = (self.uid, "image", image)
         if policy != "Always":
-            present = await rt.image_present(image)
+            present = await self.node.image_present(image)
             if present is not None:
                 self._event(
                     "Normal", "Pulled", f'Container image "{image}" already present on machine', name, init
@@ -394,7 +405,8 @@ class PodWorker:
             return True
         self.waiting.pop(name, None)
         self._event("Normal", "Started", f"Started container {name}", name, init)
-        await self._prune(name, attempt)
+        if attempt >= 2:
+            await self._prune(name, attempt)
         post_start = (ctr.get("lifecycle") or {}).get("postStart")
         if post_start:
             ok, message = await run_handler(rt, cid, post_start, self.pod_ip, self._grace() or 30)

@@ -142,13 +142,15 @@ def _wait_ready(server: Server, process: subprocess.Popen[bytes], timeout: float
         time.sleep(0.3)
 
 
-def start_server(base: Path, conf: Path, cidr: str, node_name: str, *extra: str,
+def start_server(base: Path, conf: Path | None, cidr: str | None, node_name: str, *extra: str,
                  port: int | None = None) -> Server:  # fmt: skip
+    """``kybern server`` with its node agent; ``conf``/``cidr`` None: no Podman options."""
     port = port or free_port()
     data_dir = base / "data"
     log_path = base / "server.log"
+    node_args = agent_args(data_dir, conf, cidr) if conf and cidr else ["--data-dir", str(data_dir)]
     cmd = [str(KYBERN), "server", "--bind-address", "127.0.0.1", "--https-listen-port", str(port),
-           "--node-name", node_name, *agent_args(data_dir, conf, cidr), *extra]  # fmt: skip
+           "--node-name", node_name, *node_args, *extra]  # fmt: skip
     with open(log_path, "ab") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     server = Server(data_dir, port, process, log_path, base / "kubectl-cache")
