@@ -104,6 +104,7 @@ class SimulatedRuntime:
             ipaddress.IPv4Network(pod_cidr, strict=False) if pod_cidr else _default_cidr(node_name)
         )
         self._hosts = self._network.hosts()
+        next(self._hosts, None)  # the first address is the bridge's (gateway), as on a real node
         self._free_ips: list[str] = []
         self._sandboxes: dict[str, _Sandbox] = {}
         self._containers: dict[str, _Container] = {}
@@ -161,8 +162,9 @@ class SimulatedRuntime:
         if network != self._network and not self._sandboxes:
             self._network = network
             self._hosts = network.hosts()
-            if gateway:
-                next(self._hosts, None)  # the gateway keeps the first address
+            first = next(self._hosts, None)  # the gateway keeps the first address
+            if gateway and first is not None and gateway != str(first):
+                self._hosts = (h for h in network.hosts() if str(h) != gateway)
             self._free_ips.clear()
 
     # --- sandboxes -----------------------------------------------------------------------------

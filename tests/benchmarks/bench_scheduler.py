@@ -191,12 +191,72 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def throughput(client: HttpApiClient, nodes: int, pods: int, concurrency: int) -> None:
-    t0 = time.monotonic()
-    await bounded(
-        50, [make_node(client, f"node-{i:05d}", "8", "32Gi", {"pool": "main"}) for i in range(nodes)]
+def start_hollow_nodes(base: Path, client: HttpApiClient, nodes: int) -> subprocess.Popen[bytes]:
+    """``kybern agent --runtime simulated --nodes N``: hollow nodes with Node objects and
+    Leases, whose pods go Running (the kubelet's status writes add to the API load)."""
+    data = base / "data"
+    exe = Path(sys.executable).parent / "kybern"
+    log = open(base / "agent.log", "wb")
+    token = (data / "node-token").read_text().strip()
+    return subprocess.Popen(
+        [
+            str(exe),
+            "--log-level",
+            "WARNING",
+            "agent",
+            "--server",
+            client.url,
+            "--token",
+            token,
+            "--server-ca",
+            str(data / "tls" / "ca.crt"),
+            "--data-dir",
+            str(base / "agent"),
+            "--runtime",
+            "simulated",
+            "--nodes",
+            str(nodes),
+            "--node-name-prefix",
+            "hollow-",
+            "--cpu",
+            "8",
+            "--memory",
+            "32Gi",
+            "--pods",
+            "110",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
-    print(f"{nodes} nodes created in {time.monotonic() - t0:.1f}s")
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+async def wait_nodes(client: HttpApiClient, count: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    ready = 0
+    while time.monotonic() < deadline:
+        ready = sum(1 for n in (await client.list("nodes"))["items"] if _ready(n))
+        if ready >= count:
+            return
+        await asyncio.sleep(1)
+    raise SystemExit(f"only {ready} of {count} hollow nodes became Ready")
+
+
+async def throughput(client: HttpApiClient, nodes: int, pods: int, concurrency: int, hollow: bool) -> None:
+    t0 = time.monotonic()
+    if hollow:
+        await wait_nodes(client, nodes)
+        print(f"{nodes} hollow nodes Ready in {time.monotonic() - t0:.1f}s")
+    else:
+        await bounded(
+            50, [make_node(client, f"node-{i:05d}", "8", "32Gi", {"pool": "main"}) for i in range(nodes)]
+        )
+        print(f"{nodes} nodes created in {time.monotonic() - t0:.1f}s")
     await asyncio.sleep(2)  # let the scheduler's node watch catch up
     ns = "bench"
     await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -333,15 +393,25 @@ async def packing(client: HttpApiClient, nodes: int, pods: int) -> None:
 async def main(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-sched-"))
     proc, client = start_server(base)
+    agent: subprocess.Popen[bytes] | None = None
     try:
         decisions_only(args.nodes, min(args.pods, 5000))
         await wait_ready(client)
-        await throughput(client, args.nodes, args.pods, args.concurrency)
+        if args.hollow:
+            agent = start_hollow_nodes(base, client, args.nodes)
+        await throughput(client, args.nodes, args.pods, args.concurrency, args.hollow)
         if args.pack_pods:
             await packing(client, args.pack_nodes, args.pack_pods)
     finally:
         await client.close()
-        proc.send_signal(signal.SIGTERM)
+        for process in (agent, proc):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        if agent is not None:
+            try:
+                agent.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                agent.kill()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -359,5 +429,10 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=50, help="pod creates in flight")
     parser.add_argument("--pack-nodes", type=int, default=60)
     parser.add_argument("--pack-pods", type=int, default=150)
+    parser.add_argument(
+        "--hollow",
+        action="store_true",
+        help="hollow nodes from `kybern agent --runtime simulated` instead of Node objects",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the server's data dir and log")
     asyncio.run(main(parser.parse_args()))
