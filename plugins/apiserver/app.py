@@ -337,10 +337,15 @@ class ApiServer:
 
         if len(parts) == 2:
             return json_response(openapi.openapi_v3_index(self.registry.types))
-        doc = openapi.openapi_v3_document(self.registry.types, "/".join(parts[2:]))
-        if doc is None:
+        path = "/".join(parts[2:])
+        data = openapi.openapi_v3_document_bytes(self.registry.types, path)
+        if data is None:
             raise errors.not_found_plain("the server could not find the requested resource")
-        return json_response(doc)
+        resp = json_response(data)
+        if request.query.get("hash"):
+            # a hash-pinned URL never changes content (kube marks them immutable too)
+            resp.headers["Cache-Control"] = "public, immutable"
+        return resp
 
     # ----------------------------------------------------------------- resources
 
