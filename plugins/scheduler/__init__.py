@@ -4,6 +4,19 @@ It offers the ``scheduler`` component and the ``--scheduler-config FILE`` option
 ``kybern server``; the extension points it drives are the ``kybern_sched_*`` hooks, and the
 default plugins (``kybern.plugins.scheduler.defaults.*``) are separate entry points so a
 third-party plugin is registered exactly like them.
+
+Where it differs from kube-scheduler (1.32):
+
+- scheduling.k8s.io PriorityClass objects are not served yet: the pod's ``spec.priority`` is
+  used, which admission fills for the two system classes only (others get 0);
+- plugins not written yet: NodePorts, NodeResourcesBalancedAllocation, ImageLocality, volume
+  plugins, SchedulingGates (the API server refuses nodeName while gates remain), extenders;
+- no default (system) topology spreading, no PodDisruptionBudget check in preemption, no
+  queueing hints (a node change or a pod deletion retries every unschedulable pod, after
+  back-off; a newly assigned pod retries only pods with pod affinity or spread constraints);
+- InterPodAffinity treats a non-empty namespaceSelector as "all namespaces" and does not
+  score by existing pods' preferred terms;
+- events are core/v1 Events, one per attempt (no aggregation into a series).
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ class SchedulerCache:
         #: pods assigned to nodes the cache does not know (yet)
         self._orphans: dict[str, PodInfo] = {}
         self._node_list: list[NodeInfo] | None = None
+        #: node name -> pods nominated there by preemption (uid -> pod)
+        self.nominated: dict[str, dict[str, PodInfo]] = {}
+        self._nominated_node: dict[str, str] = {}
 
     # --- nodes ---------------------------------------------------------------------------------
 
@@ -100,6 +103,24 @@ class SchedulerCache:
         """Binding failed: stop counting the assumed pod."""
         if uid in self.assumed:
             self.remove_pod(uid)
+
+    def nominate(self, pod: PodInfo, node_name: str) -> None:
+        self.clear_nomination(pod.uid)
+        self.nominated.setdefault(node_name, {})[pod.uid] = pod
+        self._nominated_node[pod.uid] = node_name
+
+    def clear_nomination(self, uid: str) -> None:
+        node = self._nominated_node.pop(uid, None)
+        if node is not None:
+            waiting = self.nominated.get(node, {})
+            waiting.pop(uid, None)
+            if not waiting:
+                self.nominated.pop(node, None)
+
+    def nominated_pods(self) -> dict[str, list[PodInfo]] | None:
+        if not self.nominated:
+            return None
+        return {node: list(pods.values()) for node, pods in self.nominated.items()}
 
     def is_counted(self, uid: str) -> bool:
         return uid in self.pod_node

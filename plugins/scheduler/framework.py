@@ -65,6 +65,19 @@ class FitError:
         return text
 
 
+def with_nominated(node: NodeInfo, pod: PodInfo, waiting: list[PodInfo] | None) -> NodeInfo:
+    """``node`` with the nominated pods that outrank (or equal) ``pod`` counted on it."""
+    if not waiting:
+        return node
+    ahead = [w for w in waiting if w.uid != pod.uid and w.priority >= pod.priority]
+    if not ahead:
+        return node
+    clone = node.clone()
+    for w in ahead:
+        clone.add_pod(w)
+    return clone
+
+
 class Profile:
     """A profile's enabled plugin functions per extension point, in order."""
 
@@ -140,9 +153,18 @@ class Profile:
         return (pod.creation,)
 
     def schedule(
-        self, state: CycleState, pod: PodInfo, nodes: list[NodeInfo], percentage: int | None
+        self,
+        state: CycleState,
+        pod: PodInfo,
+        nodes: list[NodeInfo],
+        percentage: int | None,
+        nominated: dict[str, list[PodInfo]] | None = None,
     ) -> str | FitError:
-        """Pick a node for ``pod`` among ``nodes`` (the cache's current view)."""
+        """Pick a node for ``pod`` among ``nodes`` (the cache's current view).
+
+        ``nominated`` holds pods that preempted others and wait for their victims to go: on
+        those nodes the pod is filtered as if the nominated pods of at least its priority
+        were already there, so the room preemption made is not taken by someone else."""
         total = len(nodes)
         if total == 0:
             return FitError(0)
@@ -162,6 +184,8 @@ class Profile:
             end = min(processed + CHUNK, total)
             chunk = [nodes[(start + i) % total] for i in range(processed, end)]
             processed = end
+            if nominated:
+                chunk = [with_nominated(n, pod, nominated.get(n.name)) for n in chunk]
             out = self._filter(state, pod, chunk, skipped)
             if out:
                 failed.update(out)

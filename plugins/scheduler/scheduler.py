@@ -133,6 +133,8 @@ class Scheduler:
 
     def _pod_event(self, kind: str, obj: dict[str, Any]) -> None:
         pod = PodInfo.from_obj(obj)
+        if kind == "DELETED" or pod.node_name:
+            self.cache.clear_nomination(pod.uid)
         if kind == "DELETED":
             self.queue.remove(pod.uid)
             self._reported.pop(pod.uid, None)
@@ -185,7 +187,9 @@ class Scheduler:
         self.attempts += 1
         nodes = self.cache.node_list()
         state = profile.new_state(nodes, self.client)
-        result = profile.schedule(state, pod, nodes, self.config.percentage_of_nodes_to_score)
+        result = profile.schedule(
+            state, pod, nodes, self.config.percentage_of_nodes_to_score, self.cache.nominated_pods()
+        )
         if isinstance(result, FitError):
             await self._unschedulable(profile, state, queued, result)
             return
@@ -271,6 +275,7 @@ class Scheduler:
                 if isinstance(result, PostFilterResult):
                     if result.nominated_node:
                         nominated = result.nominated_node
+                        self.cache.nominate(pod, nominated)
                         break
                     if result.message:
                         fit.post_filter_message = result.message

@@ -452,3 +452,18 @@ def test_cycle_state_args_reach_plugins() -> None:
 def test_disabled_filters_are_not_called(disabled: list[str]) -> None:
     prof = one_profile(plugins={"filter": {"disabled": [{"name": d} for d in disabled]}})
     assert schedule(prof, pod(cpu="64"), [node("a", cpu="1")]) == "a"
+
+
+def test_room_made_by_preemption_is_kept_for_the_nominated_pod() -> None:
+    prof = one_profile()
+    nodes = [node("a", cpu="2")]
+    nodes[0].add_pod(pod("other", cpu="1", node_name="a"))
+    preemptor = pod("high", cpu="1", priority=1000)
+    nominated = {"a": [preemptor]}
+    state = prof.new_state(nodes, None)
+    low = pod("low", cpu="1", priority=0)
+    assert isinstance(prof.schedule(state, low, nodes, None, nominated), FitError)
+    # the nominated pod itself, and pods that outrank it, still fit
+    assert prof.schedule(prof.new_state(nodes, None), preemptor, nodes, None, nominated) == "a"
+    higher = pod("higher", cpu="1", priority=2000)
+    assert prof.schedule(prof.new_state(nodes, None), higher, nodes, None, nominated) == "a"
