@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,6 +356,7 @@ class SharedInformerFactory:
         self.resync_period = resync_period
         self._informers: dict[tuple[str, str | None], SharedInformer] = {}
         self._started = False
+        self._trackers: list[list[SharedInformer]] = []
 
     def informer(
         self, resource: str, namespace: str | None = None, resync_period: float | None = None
@@ -369,7 +370,21 @@ class SharedInformerFactory:
             self._informers[key] = inf
             if self._started:
                 inf.start()
+        for tracker in self._trackers:
+            if inf not in tracker:
+                tracker.append(inf)
         return inf
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[list[SharedInformer]]:
+        """Collect the informers requested inside the block (e.g. while building one
+        controller), so its owner can wait for exactly those to sync before running it."""
+        requested: list[SharedInformer] = []
+        self._trackers.append(requested)
+        try:
+            yield requested
+        finally:
+            self._trackers.remove(requested)
 
     def informers(self) -> list[SharedInformer]:
         return list(self._informers.values())

@@ -18,7 +18,7 @@ from kybern import hookimpl
 from kybern.components import ComponentSpec, ConfigurationError, RunContext
 from kybern.controllers import Controller, ControllerContext, ControllerSpec
 from kybern.events import EventRecorder
-from kybern.informers import SharedInformerFactory
+from kybern.informers import SharedInformer, SharedInformerFactory
 from kybern.leaderelection import LeaderElector, unique_identity
 from loguru import logger
 
@@ -95,29 +95,29 @@ class ControllerManager:
         cctx = ControllerContext(
             client=self.client, informers=informers, recorder=recorder, config=self.ctx.config
         )
-        controllers: list[tuple[ControllerSpec, Controller]] = []
+        controllers: list[tuple[ControllerSpec, Controller, list[SharedInformer]]] = []
         tasks: list[asyncio.Task[None]] = []
         try:
             for spec in self.specs:
                 try:
-                    controllers.append((spec, spec.factory(cctx)))
+                    with informers.track() as used:
+                        controller = spec.factory(cctx)
+                    controllers.append((spec, controller, used))
                 except Exception:
                     log.exception("controller {} failed to start", spec.name)
             informers.start()
-            await informers.wait_for_sync()
-            for spec, controller in controllers:
+            for spec, controller, used in controllers:
                 tasks.append(
-                    asyncio.create_task(controller.run(spec.workers), name=f"controller {spec.name}")
+                    asyncio.create_task(self._run_one(spec, controller, used), name=f"controller {spec.name}")
                 )
-            self.running = [spec.name for spec, _ in controllers]
-            log.info("started controllers: {}", ", ".join(self.running) or "none")
+            self.running = [spec.name for spec, _, _ in controllers]
             results = await asyncio.gather(*tasks, return_exceptions=True)
-            for (spec, _), result in zip(controllers, results, strict=False):
+            for (spec, _, _), result in zip(controllers, results, strict=False):
                 if isinstance(result, Exception):
                     log.opt(exception=result).error("controller {} failed", spec.name)
         finally:
             self.running = []
-            for _, controller in controllers:
+            for _, controller, _ in controllers:
                 with contextlib.suppress(Exception):
                     await controller.stop()
             for task in tasks:
@@ -128,6 +128,17 @@ class ControllerManager:
             await informers.stop()
             for rec in recorders.values():
                 await rec.close()
+
+    @staticmethod
+    async def _run_one(spec: ControllerSpec, controller: Controller, used: list[SharedInformer]) -> None:
+        """Run one controller once its own informers have synced: acting on a half-filled
+        cache (no pods seen yet) would create pods that exist. A resource that never syncs
+        (not served) holds back only the controllers that use it."""
+        while not all(await asyncio.gather(*(i.wait_for_sync(30) for i in used))):
+            waiting = ", ".join(i.resource for i in used if not i.has_synced)
+            log.warning("controller {} still waits for its caches: {}", spec.name, waiting)
+        log.info("started controller {}", spec.name)
+        await controller.run(spec.workers)
 
     async def stop(self) -> None:
         if self.elector is not None:

@@ -27,8 +27,13 @@ def test_informer_lists_watches_indexes_and_shares(server) -> None:
         async with client_for(server) as client:
             await client.create("pods", pod("before", "n1"), ns)
             factory = SharedInformerFactory(client)
-            informer = factory.informer("pods")
-            assert factory.informer("pods") is informer  # one watch per resource
+            with factory.track() as used:
+                informer = factory.informer("pods")
+                assert factory.informer("pods") is informer  # one watch per resource
+            assert used == [informer]
+            with factory.track() as used_again:
+                factory.informer("pods")
+            assert used_again == [informer]  # shared, yet counted for each user
             informer.add_indexers({"node": index_by_node_name})
             seen: list[tuple[str, str]] = []
             informer.add_event_handler(
