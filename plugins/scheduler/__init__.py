@@ -10,7 +10,7 @@ Where it differs from kube-scheduler (1.32):
 - scheduling.k8s.io PriorityClass objects are not served yet: the pod's ``spec.priority`` is
   used, which admission fills for the two system classes only (others get 0);
 - plugins not written yet: NodePorts, NodeResourcesBalancedAllocation, ImageLocality, volume
-  plugins, SchedulingGates (the API server refuses nodeName while gates remain), extenders;
+  plugins, extenders (pods with schedulingGates are simply not queued until the gates go);
 - no default (system) topology spreading, no PodDisruptionBudget check in preemption, no
   queueing hints (a node change or a pod deletion retries every unschedulable pod, after
   back-off; a newly assigned pod retries only pods with pod affinity or spread constraints);

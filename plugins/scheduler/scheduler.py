@@ -156,6 +156,9 @@ class Scheduler:
             return
         if pod.scheduler_name not in self.profiles or self.cache.is_counted(pod.uid):
             return  # another scheduler's pod, or ours being bound right now
+        if pod.spec.get("schedulingGates"):
+            self.queue.remove(pod.uid)  # kube's SchedulingGates: not queued until the gates go
+            return
         self.queue.add(pod)
 
     # --- the scheduling loop -------------------------------------------------------------------

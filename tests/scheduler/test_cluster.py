@@ -22,6 +22,7 @@ from .kube import (
     cleanup,
     make_nodes,
     namespace,
+    placement,
     pod_manifest,
     pods,
     scheduled_condition,
@@ -297,3 +298,26 @@ def test_bad_scheduler_config_is_a_one_line_error(tmp_path: Path) -> None:
         str(bad),
     )
     assert_one_line_error(result, "profiles[0].plugins.score.enabled[0]", "unknown plugin 'NoSuchPlugin'")
+
+
+def test_gated_pods_wait_for_their_gates(server: Server) -> None:
+    ns = namespace(server, "gates")
+    make_nodes(server, {"name": "gates-n"})
+    try:
+        apply(server, [pod_manifest("gated", ns, schedulingGates=[{"name": "example.com/wait"}])])
+        apply(server, [pod_manifest("free", ns)])
+        wait_bound(server, ns, 1)
+        assert placement(server, ns)["gated"] == ""
+        server.kubectl(
+            "patch",
+            "pod",
+            "gated",
+            "-n",
+            ns,
+            "--type=json",
+            "-p",
+            '[{"op":"remove","path":"/spec/schedulingGates"}]',
+        )
+        assert wait_bound(server, ns, 2)["gated"] == "gates-n"
+    finally:
+        cleanup(server, ns, "gates-n")
