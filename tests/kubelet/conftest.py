@@ -1,5 +1,6 @@
 """Fixtures of the kubelet tests: a real ``kybern server`` whose node agent runs pods on an
-isolated Podman (see ``nodes``); torn down with every Podman object it made."""
+isolated Podman (see ``nodes``), shared by the package's modules (each test removes its pods);
+torn down with every Podman object it made."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from .nodes import Cluster, kubelet_cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from conftest import podman_problem
 
