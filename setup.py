@@ -6,7 +6,12 @@ setuptools cannot discover sub-packages through a package-dir mapping by itself.
 
 from setuptools import find_packages, setup
 
-ROOTS = {"kybern": "core", "kybern.plugins": "plugins", "kybern.runtimes": "runtimes", "kybern.migrations": "migrations"}
+ROOTS = {
+    "kybern": "core",
+    "kybern.plugins": "plugins",
+    "kybern.runtimes": "runtimes",
+    "kybern.migrations": "migrations",
+}
 
 packages: list[str] = []
 package_dir: dict[str, str] = {}
