@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -230,25 +231,52 @@ def test_server_side_apply(cluster: Cluster, ns: str) -> None:
     assert cluster.kjson("get", "deploy", "ssa", "-n", ns)["spec"]["replicas"] == 2
 
 
+class LineReader:
+    """Collects a process's stdout lines in a thread, so a test can wait for one to appear."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, predicate: Any, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate(self.lines):
+                return True
+            time.sleep(0.1)
+        return predicate(self.lines)
+
+
 def test_watch_with_kubectl(cluster: Cluster, ns: str) -> None:
     cluster.kubectl("create", "configmap", "w1", "-n", ns)
     proc = subprocess.Popen(
-        cluster.cmd("get", "cm", "-n", ns, "-w", "--request-timeout=20s"),
+        cluster.cmd("get", "cm", "-n", ns, "-w", "--request-timeout=40s"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    reader = LineReader(proc)
+
+    def names(lines: list[str]) -> list[str]:
+        return [line.split()[0] for line in lines if line.strip()]
+
     try:
-        time.sleep(2)
+        assert reader.wait_for(lambda lines: "w1" in names(lines)), reader.lines  # the initial list
         cluster.kubectl("create", "configmap", "w2", "-n", ns)
         cluster.kubectl("label", "cm", "w1", "-n", ns, "x=y")
-        time.sleep(2)
+        assert reader.wait_for(lambda lines: names(lines).count("w1") >= 2 and "w2" in names(lines)), (
+            reader.lines
+        )
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    lines = [line.split()[0] for line in out.splitlines() if line.strip()]
-    assert lines[0] == "NAME"
-    assert lines.count("w1") >= 2 and "w2" in lines
+        proc.communicate(timeout=10)
+    assert names(reader.lines)[0] == "NAME"
 
 
 def test_wait_for_delete_and_finalizers(cluster: Cluster, ns: str) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
-import time
 from typing import Any
 
 import pytest
@@ -34,22 +32,15 @@ def test_kubectl_flows_on_postgres(pg_cluster: Cluster) -> None:
         metadata: {{name: cfg, namespace: {ns}}}
         data: {{a: b}}
         """)
-    watcher = subprocess.Popen(
-        c.cmd("get", "cm", "-n", ns, "-w", "-o", "name", "--request-timeout=15s"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(1.5)
-        assert "created" in c.kubectl("apply", "-f", "-", input=doc).stdout
-        c.kubectl("scale", "deploy/web", "-n", ns, "--replicas=4")
-        c.kubectl("label", "cm", "cfg", "-n", ns, "x=y")
-        time.sleep(1.5)
-    finally:
-        watcher.terminate()
-        out, _ = watcher.communicate(timeout=10)
-    assert out.split().count("configmap/cfg") >= 2
+    # a watch from the list's resourceVersion replays everything after it, however late it starts
+    listed = json.loads(c.kubectl("get", "--raw", f"/api/v1/namespaces/{ns}/configmaps").stdout)
+    rv = listed["metadata"]["resourceVersion"]
+    assert "created" in c.kubectl("apply", "-f", "-", input=doc).stdout
+    c.kubectl("scale", "deploy/web", "-n", ns, "--replicas=4")
+    c.kubectl("label", "cm", "cfg", "-n", ns, "x=y")
+    path = f"/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=2"
+    events = c.kubectl("get", "--raw", path).stdout
+    assert [json.loads(line)["type"] for line in events.splitlines() if line.strip()] == ["ADDED", "MODIFIED"]
     d = c.kjson("get", "deploy", "web", "-n", ns)
     assert d["spec"]["replicas"] == 4 and d["metadata"]["generation"] == 2
     for i in range(5):
