@@ -208,11 +208,23 @@ class LeaderElector:
             while True:
                 if await self._sleep(self.retry_period):
                     break
+                if self._lead_task is not None and self._lead_task.done():
+                    # the work ended on its own (a crash): hand the lease on instead of
+                    # holding it while doing nothing
+                    exc = None if self._lead_task.cancelled() else self._lead_task.exception()
+                    log.warning("{}: leading {} ended ({!r}); stepping down", self.identity, self.name, exc)
+                    await self._stop_leading()
+                    await self.release()
+                    self._leading = False
+                    await self._sleep(self.retry_period)
+                    break
                 if await self._attempt():
                     last_renew = time.monotonic()
                 elif time.monotonic() - last_renew > self.renew_deadline or self.leader != self.identity:
                     log.warning("{} lost the lease {}/{}", self.identity, self.namespace, self.name)
                     break
+            if not self._leading:
+                continue
             await self._stop_leading()
             if self._stopping.is_set():
                 await self.release()

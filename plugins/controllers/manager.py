@@ -111,6 +111,8 @@ class ControllerManager:
                     asyncio.create_task(self._run_one(spec, controller, used), name=f"controller {spec.name}")
                 )
             self.running = [spec.name for spec, _, _ in controllers]
+            if not tasks:  # everything disabled: keep the lease quietly
+                await asyncio.Event().wait()
             results = await asyncio.gather(*tasks, return_exceptions=True)
             for (spec, _, _), result in zip(controllers, results, strict=False):
                 if isinstance(result, Exception):

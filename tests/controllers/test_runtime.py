@@ -198,6 +198,38 @@ def test_leader_election_one_leader_then_failover(server) -> None:
     run(go())
 
 
+@pytest.mark.timeout(60)
+def test_leader_steps_down_when_its_work_crashes(server) -> None:
+    async def go() -> None:
+        async with client_for(server) as client:
+            runs: list[int] = []
+
+            async def lead() -> None:
+                runs.append(1)
+                if len(runs) == 1:
+                    raise RuntimeError("controller crashed")
+                await asyncio.Event().wait()
+
+            elector = LeaderElector(
+                client,
+                "crash-lock",
+                lease_duration=3,
+                renew_deadline=2,
+                retry_period=0.3,
+                on_started_leading=lead,
+            )
+            task = asyncio.create_task(elector.run())
+            for _ in range(50):
+                if len(runs) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(runs) == 2 and elector.is_leader  # stepped down, then led again
+            elector.stop()
+            await asyncio.wait_for(task, 5)
+
+    run(go())
+
+
 def test_event_recorder_deduplicates_with_count(server) -> None:
     ns = create_namespace(server, "ev-1")
 
