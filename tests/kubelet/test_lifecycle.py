@@ -74,7 +74,7 @@ spec:
     assert (path / "file").exists(), "the claim's data outlives the pod"
 
 
-def test_host_port_and_limits(cluster: Cluster) -> None:
+def test_host_port_limits_and_user(cluster: Cluster) -> None:
     port = free_port()
     containers = f"""
   - name: web
@@ -83,7 +83,9 @@ def test_host_port_and_limits(cluster: Cluster) -> None:
     ports: [{{containerPort: 8080, hostPort: {port}}}]
     resources: {{limits: {{cpu: 250m, memory: 64Mi}}, requests: {{cpu: 250m, memory: 64Mi}}}}
 """
-    cluster.apply(pod_manifest("limited", containers))
+    cluster.apply(
+        pod_manifest("limited", containers, "  securityContext: {runAsUser: 1234, runAsGroup: 2345}")
+    )
     cluster.wait_for("limited Ready", lambda: phase_ready(cluster, "limited"))
     body = cluster.wait_for(
         "hostPort answers",
@@ -96,6 +98,8 @@ def test_host_port_and_limits(cluster: Cluster) -> None:
     host_config = json.loads(cluster.nodes[0].cli("inspect", cid))[0]["HostConfig"]
     assert host_config["Memory"] == 64 * 1024 * 1024
     assert host_config["CpuQuota"] == 25_000 and host_config["CpuPeriod"] == 100_000
+    assert cluster.nodes[0].cli("exec", cid, "id", "-u").strip() == "1234"
+    assert cluster.nodes[0].cli("exec", cid, "id", "-g").strip() == "2345"
     cluster.kubectl("delete", "pod", "limited", "--wait=true", timeout=60)
 
 
