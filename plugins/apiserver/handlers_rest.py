@@ -47,22 +47,21 @@ def parse_rv(value: str | None, what: str = "resourceVersion") -> int | None:
     return rv
 
 
-def object_matcher(info: RequestInfo, namespace: str | None = None) -> Callable[[dict[str, Any]], bool]:
-    """A predicate combining the request's label and field selectors."""
+def object_matcher(info: RequestInfo) -> Callable[[dict[str, Any]], bool]:
+    """A predicate combining the request's label and field selectors (and the name, for a watch
+    of one object: ``/watch/.../NAME`` or ``.../NAME?watch=true``)."""
     rt = info.rt
     labels = info.label_selector()
     fields = field_matcher(rt, parse_field_selector(info.q("fieldSelector")))
-    if info.target.name and info.target.watch_prefix:
-        name = info.target.name
-        by_name = field_matcher(rt, parse_field_selector(f"metadata.name={name}"))
-        inner = fields
-        fields = (lambda o: by_name(o) and (inner is None or inner(o))) if by_name else fields  # type: ignore[misc]
-
-    if labels is None and fields is None:
+    name = info.target.name
+    if labels is None and fields is None and name is None:
         return lambda o: True
 
     def match(obj: dict[str, Any]) -> bool:
-        if labels is not None and not labels.matches((obj.get("metadata") or {}).get("labels") or {}):
+        meta = obj.get("metadata") or {}
+        if name is not None and meta.get("name") != name:
+            return False
+        if labels is not None and not labels.matches(meta.get("labels") or {}):
             return False
         return fields is None or fields(obj)
 

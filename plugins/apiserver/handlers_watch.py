@@ -71,10 +71,6 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
     table = output == "table"
     include = info.include_object()
     match = object_matcher(info)
-    if t.name and not t.watch_prefix:
-        name = t.name
-        inner = match
-        match = lambda o: (o.get("metadata") or {}).get("name") == name and inner(o)  # noqa: E731
     prefix = srv.registry.key_prefix(rt, t.namespace)
     cache = srv.cache
     if rv is not None and rv > cache.revision:

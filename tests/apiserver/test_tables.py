@@ -57,3 +57,18 @@ def test_aggregated_discovery_content_type(cluster: Cluster) -> None:
         assert "g=apidiscovery.k8s.io" in ctype and "v=v2" in ctype and "as=APIGroupDiscoveryList" in ctype
     code, doc, _ = _get(cluster, "/api", "application/json")
     assert doc["kind"] == "APIVersions"
+
+
+def test_watch_one_object_by_path(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("create", "configmap", "one", "-n", ns)
+    cluster.kubectl("create", "configmap", "two", "-n", ns)
+    for path in (
+        f"/api/v1/namespaces/{ns}/configmaps/one?watch=true&timeoutSeconds=1",
+        f"/api/v1/watch/namespaces/{ns}/configmaps/one?timeoutSeconds=1",
+    ):
+        pool = urllib3.PoolManager(
+            ssl_context=ssl.create_default_context(cafile=cluster.ca_file), retries=False
+        )
+        r = pool.request("GET", cluster.url + path, headers={"Authorization": f"Bearer {cluster.token}"})
+        events = [json.loads(line) for line in r.data.splitlines() if line.strip()]
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "one")]
