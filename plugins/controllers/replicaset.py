@@ -182,7 +182,7 @@ class ReplicaSetController(QueueController):
                 raise err
         elif diff > 0:
             count = min(diff, BURST_REPLICAS)
-            victims = sorted(pods, key=util.deletion_rank)[:count]
+            victims = util.pods_to_delete(pods, count)
             self.expectations.expect_deletions(key, {util.uid_of(p) for p in victims})
 
             async def delete_one(pod: util.Obj) -> None:

@@ -97,11 +97,12 @@ def is_pod_available(pod: Obj, min_ready_seconds: int, now: float | None = None)
 _PHASE_RANK = {"Pending": 0, "Unknown": 1, "Running": 2}
 
 
-def deletion_rank(pod: Obj) -> tuple[Any, ...]:
-    """Sort key: pods to delete first sort first (kube's ActivePods ordering).
+def deletion_rank(pod: Obj, doubled_up: int = 0) -> tuple[Any, ...]:
+    """Sort key: pods to delete first sort first (kube's ActivePodsWithRanks ordering).
 
     Unassigned before assigned, Pending < Unknown < Running, not ready before ready, lower
-    pod-deletion-cost first, ready for less time first, more restarts first, newer first.
+    pod-deletion-cost first, more siblings on the same node (``doubled_up``) first, ready for
+    less time first, more restarts first, newer first.
     """
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     ready = is_pod_ready(pod)
@@ -117,10 +118,27 @@ def deletion_rank(pod: Obj) -> tuple[Any, ...]:
         _PHASE_RANK.get(status.get("phase") or "Pending", 0),
         1 if ready else 0,
         cost,
+        -doubled_up,
         -(ready_since or 0.0),
         -restarts,
         -created,
     )
+
+
+def pods_to_delete(pods: list[Obj], count: int) -> list[Obj]:
+    """The ``count`` pods a scale-down removes first; pods sharing a node with more of their
+    siblings go before lone ones, so replicas stay spread."""
+    per_node: dict[str, int] = {}
+    for pod in pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            per_node[node] = per_node.get(node, 0) + 1
+
+    def key(pod: Obj) -> tuple[Any, ...]:
+        node = (pod.get("spec") or {}).get("nodeName")
+        return deletion_rank(pod, per_node.get(node, 0) if node else 0)
+
+    return sorted(pods, key=key)[:count]
 
 
 def pod_from_template(template: Obj, owner: Obj, owner_kind: str, owner_api_version: str) -> Obj:

@@ -91,6 +91,9 @@ def test_pods_to_delete_first() -> None:
     ]
     order = [p["metadata"]["name"] for p in sorted(pods, key=util.deletion_rank)]
     assert order == ["unscheduled", "pending", "not-ready", "new-ready", "old-ready"]
+    # among equals, a pod doubled up on a node goes before a lone one
+    spread = [pod("lone", "n1"), pod("twin-a", "n2"), pod("twin-b", "n2")]
+    assert {p["metadata"]["name"] for p in util.pods_to_delete(spread, 1)} <= {"twin-a", "twin-b"}
 
 
 def test_available_needs_min_ready_seconds() -> None:
