@@ -15,6 +15,7 @@ from conftest import (
     kubectl_json,
     run,
     until,
+    wait_for,
 )
 from support.cluster import Server
 
@@ -47,6 +48,14 @@ def apply(server: Server, ns: str, obj: dict) -> None:
 def replicasets(server: Server, ns: str) -> dict[str, dict]:
     items = kubectl_json(server, "get", "rs", "-n", ns)["items"]
     return {rs["metadata"]["name"]: rs for rs in items}
+
+
+def image_of(obj: dict) -> str:
+    return obj["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def not_broken(pod: dict) -> bool:
+    return "broken" not in pod["spec"]["containers"][0]["image"]
 
 
 def rollout_status(server: Server, ns: str, name: str, timeout: str = "60s", check: bool = True):
@@ -288,3 +297,60 @@ def test_recreate_removes_old_pods_before_new_ones(server: Server) -> None:
             assert seen_images[-1] == {"busybox:1.37"}
 
     run(go())
+
+
+def test_scaling_mid_rollout_is_proportional(server: Server) -> None:
+    ns = create_namespace(server, "dep-prop")
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+
+    async def go() -> None:
+        async with FakeKubelet(
+            server, ns, ready_if=lambda p: "broken" not in p["spec"]["containers"][0]["image"]
+        ):
+            await asyncio.to_thread(apply, server, ns, deployment("prop", replicas=4, strategy=strategy))
+            await kubectl_async(server, "rollout", "status", "deployment/prop", "-n", ns, "--timeout=60s")
+            await kubectl_async(server, "set", "image", "deployment/prop", "c=busybox:broken", "-n", ns)
+
+            def sizes() -> dict[str, int]:
+                by_image = {}
+                for rs in replicasets(server, ns).values():
+                    by_image[rs["spec"]["template"]["spec"]["containers"][0]["image"]] = rs["spec"][
+                        "replicas"
+                    ]
+                return by_image
+
+            await until(lambda: sizes() == {"busybox:1.36": 4, "busybox:broken": 1}, what="a stuck rollout")
+            await kubectl_async(server, "scale", "deployment/prop", "-n", ns, "--replicas=8")
+            # 8 + maxSurge 1 = 9 pods shared 4:1 like before (kube's proportional scaling)
+            await until(lambda: sizes() == {"busybox:1.36": 7, "busybox:broken": 2}, what="7 old and 2 new")
+
+    run(go())
+
+
+def test_adopts_a_matching_orphan_replicaset(server: Server) -> None:
+    ns = create_namespace(server, "dep-adopt")
+    d = deployment("adopt", replicas=2)
+    template = json.loads(json.dumps(d["spec"]["template"]))
+    template["metadata"]["labels"]["pod-template-hash"] = "legacy"
+    orphan = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "adopt-legacy", "labels": template["metadata"]["labels"]},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": template["metadata"]["labels"]},
+            "template": template,
+        },
+    }
+    apply(server, ns, orphan)
+    apply(server, ns, d)
+
+    def adopted() -> bool:
+        rss = replicasets(server, ns)
+        rs = rss.get("adopt-legacy") or {}
+        refs = rs.get("metadata", {}).get("ownerReferences") or []
+        return (
+            len(rss) == 1 and bool(refs) and refs[0]["kind"] == "Deployment" and rs["spec"]["replicas"] == 2
+        )
+
+    wait_for(adopted, what="the orphan ReplicaSet adopted as the new one and scaled to 2")
