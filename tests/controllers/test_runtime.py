@@ -90,6 +90,28 @@ def test_informer_relists_after_expired_resource_version(server) -> None:
     run(go())
 
 
+def test_informer_resync_redelivers_cached_objects(server) -> None:
+    ns = create_namespace(server, "inf-3")
+
+    async def go() -> None:
+        async with client_for(server) as client:
+            await client.create("configmaps", {"metadata": {"name": "cm"}}, ns)
+            factory = SharedInformerFactory(client, resync_period=0.2)
+            informer = factory.informer("configmaps", namespace=ns)
+            resyncs: list[bool] = []
+            informer.add_event_handler(on_update=lambda old, new: resyncs.append(old is new))
+            factory.start()
+            assert await factory.wait_for_sync(10)
+            for _ in range(50):
+                if len(resyncs) >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert len(resyncs) >= 2 and all(resyncs)
+            await factory.stop()
+
+    run(go())
+
+
 def test_workqueue_dedups_and_never_processes_a_key_twice_at_once() -> None:
     async def go() -> None:
         queue: RateLimitingQueue[str] = RateLimitingQueue(name="t")
