@@ -20,8 +20,8 @@ from kybern.scheduling import SKIP, CycleState, NodeInfo, PodInfo
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 MIN_FEASIBLE_NODES_PERCENTAGE = 5
-#: nodes filtered per batch while looking for enough feasible ones
-CHUNK = 128
+#: fewest nodes filtered per batch while looking for enough feasible ones
+MIN_CHUNK = 16
 
 Fn = Callable[..., Any]
 
@@ -181,7 +181,8 @@ class Profile:
         start = self._next_start % total
         processed = 0
         while processed < total and len(feasible) < want:
-            end = min(processed + CHUNK, total)
+            # ask for what is still missing (plus a little): one pass when most nodes fit
+            end = min(processed + max(want - len(feasible) + MIN_CHUNK, MIN_CHUNK), total)
             chunk = [nodes[(start + i) % total] for i in range(processed, end)]
             processed = end
             if nominated:
@@ -207,7 +208,7 @@ class Profile:
         for name, fn in self.points["preScore"]:
             if fn(state=state, pod=pod, nodes=feasible) == SKIP:
                 skipped.add(name)
-        totals = dict.fromkeys((n.name for n in feasible), 0.0)
+        totals = dict.fromkeys([n.name for n in feasible], 0.0)
         for name, fn in self.points["score"]:
             if name in skipped:
                 continue

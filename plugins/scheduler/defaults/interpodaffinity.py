@@ -7,6 +7,8 @@ not cached); preferred terms of existing pods do not score the incoming pod.
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import attrgetter
 from typing import Any
 
 from kybern import hookimpl
@@ -46,6 +48,7 @@ def _terms(pod: PodInfo, kind: str, when: str) -> list[Any]:
     return (pod.affinity.get(kind) or {}).get(when) or []
 
 
+_ANTI_COUNT = attrgetter("anti_affinity_pods")
 REQ = "requiredDuringSchedulingIgnoredDuringExecution"
 PREF = "preferredDuringSchedulingIgnoredDuringExecution"
 
@@ -68,9 +71,9 @@ def kybern_sched_pre_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInf
     affinity = [Term(t, pod.namespace) for t in _terms(pod, "podAffinity", REQ)]
     anti = [Term(t, pod.namespace) for t in _terms(pod, "podAntiAffinity", REQ)]
     existing: list[tuple[str, str]] = []  # (topologyKey, value) the pod must avoid
-    for node in state.all_nodes:
-        if not node.anti_affinity_pods:
-            continue
+    # C-level scan: most clusters have no anti-affinity pods, and this runs for every pod
+    marked = compress(state.all_nodes, map(_ANTI_COUNT, state.all_nodes))
+    for node in marked:
         for other in node.pods.values():
             for raw in _terms(other, "podAntiAffinity", REQ):
                 term = Term(raw, other.namespace)
