@@ -49,6 +49,8 @@ class FitError:
         """kube-scheduler's FitError text: "0/3 nodes are available: 2 Insufficient cpu, ...".
 
         Reason counts are sorted as strings, as kube's sortReasonsHistogram does."""
+        if self.total_nodes == 0:
+            return "no nodes available to schedule pods"
         text = f"0/{self.total_nodes} nodes are available:"
         if self.pre_filter_message:
             text += f" {self.pre_filter_message}."

@@ -467,3 +467,7 @@ def test_room_made_by_preemption_is_kept_for_the_nominated_pod() -> None:
     assert prof.schedule(prof.new_state(nodes, None), preemptor, nodes, None, nominated) == "a"
     higher = pod("higher", cpu="1", priority=2000)
     assert prof.schedule(prof.new_state(nodes, None), higher, nodes, None, nominated) == "a"
+
+
+def test_no_nodes_at_all() -> None:
+    assert fit_error(schedule(one_profile(), pod(), [])).message() == "no nodes available to schedule pods"
