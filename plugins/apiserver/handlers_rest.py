@@ -404,10 +404,7 @@ async def _apply(srv: ApiServer, info: RequestInfo, body: bytes, mode: str, subr
         try:
             result = ssa.server_side_apply(live, applied, opts.manager, force, definition, now_rfc3339())
         except ssa.ApplyConflictError as exc:
-            causes = [
-                {"reason": "FieldManagerConflict", "message": f'conflict with "{m}": {p}', "field": p}
-                for m, p in exc.conflicts
-            ]
+            causes = exc.causes
             raise errors.ApiStatusError(
                 409,
                 "Conflict",

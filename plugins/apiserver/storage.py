@@ -456,7 +456,11 @@ class Storage:
             errs = self._validate(rt, new, old, kind_rules) + errs
             if errs:
                 raise errors.invalid(rt, name, errs)
-            if _comparable(new) == _comparable(old):
+            # an apply that only changes field ownership must still be saved (kube does)
+            ownership_only = opts.operation == "Apply" and (new.get("metadata") or {}).get(
+                "managedFields"
+            ) != (old.get("metadata") or {}).get("managedFields")
+            if not ownership_only and _comparable(new) == _comparable(old):
                 return old, False
             self._track(rt, old, new, opts)
             new_meta = new["metadata"]

@@ -297,3 +297,22 @@ def test_server_side_apply_dropping_all_labels(cluster: Cluster, ns: str) -> Non
     obj = cluster.kjson("get", "cm", "lab", "-n", ns)
     assert obj["metadata"]["uid"] == uid and "labels" not in obj["metadata"]
     assert obj["data"] == {"key": "one"}
+
+
+def test_server_side_apply_of_equal_values_shares_ownership(cluster: Cluster, ns: str) -> None:
+    """A second applier of the same value co-owns it (saved although no value changed), so
+    the first giving the field up does not remove it."""
+    cm = textwrap.dedent(f"""\
+        apiVersion: v1
+        kind: ConfigMap
+        metadata: {{name: co-owned, namespace: {ns}}}
+        data: {{key: one}}
+        """)
+    cluster.kubectl("apply", "--server-side", "--field-manager=alice", "-f", "-", input=cm)
+    cluster.kubectl("apply", "--server-side", "--field-manager=bob", "-f", "-", input=cm)
+    obj = cluster.kjson("get", "cm", "co-owned", "-n", ns, "--show-managed-fields")
+    owners = {e["manager"] for e in obj["metadata"]["managedFields"] if "f:data" in e["fieldsV1"]}
+    assert owners == {"alice", "bob"}
+    emptied = cm.replace("data: {key: one}\n", "")
+    cluster.kubectl("apply", "--server-side", "--field-manager=alice", "-f", "-", input=emptied)
+    assert cluster.kjson("get", "cm", "co-owned", "-n", ns)["data"] == {"key": "one"}
