@@ -354,19 +354,32 @@ class SharedInformerFactory:
     def __init__(self, client: ApiClient, resync_period: float = 0.0) -> None:
         self.client = client
         self.resync_period = resync_period
-        self._informers: dict[tuple[str, str | None], SharedInformer] = {}
+        self._informers: dict[tuple[str, str | None, str | None, str | None], SharedInformer] = {}
         self._started = False
         self._trackers: list[list[SharedInformer]] = []
 
     def informer(
-        self, resource: str, namespace: str | None = None, resync_period: float | None = None
+        self,
+        resource: str,
+        namespace: str | None = None,
+        resync_period: float | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> SharedInformer:
-        """The shared informer for ``resource`` (kubectl-style name: ``pods``, ``replicasets.apps``)."""
-        key = (resource, namespace)
+        """The shared informer for ``resource`` (kubectl-style name: ``pods``,
+        ``replicasets.apps``), one per (resource, namespace, selectors)."""
+        key = (resource, namespace, label_selector or None, field_selector or None)
         inf = self._informers.get(key)
         if inf is None:
             period = self.resync_period if resync_period is None else resync_period
-            inf = SharedInformer(self.client, resource, namespace, resync_period=period)
+            inf = SharedInformer(
+                self.client,
+                resource,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                resync_period=period,
+            )
             self._informers[key] = inf
             if self._started:
                 inf.start()

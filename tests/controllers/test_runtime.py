@@ -34,6 +34,8 @@ def test_informer_lists_watches_indexes_and_shares(server) -> None:
             with factory.track() as used_again:
                 factory.informer("pods")
             assert used_again == [informer]  # shared, yet counted for each user
+            selected = factory.informer("pods", label_selector="x=y")
+            assert selected is not informer and selected.label_selector == "x=y"
             informer.add_indexers({"node": index_by_node_name})
             seen: list[tuple[str, str]] = []
             informer.add_event_handler(
