@@ -16,6 +16,9 @@ from conftest import client_for, now, run
 from kybern.client import ApiError, HttpApiClient
 from support.cluster import Server
 
+#: the control plane alone: the tests play kubelet, and nothing listens on fixed ports (DNS)
+CONTROL_PLANE = ("--disable", "kubelet", "--disable", "dns")
+
 
 def micro_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

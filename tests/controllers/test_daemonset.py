@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import client_for, create_namespace, kubectl_json, run, set_pod_ready, wait_for
 from support.cluster import Server, running_server
-from support_nodes import apply_obj, list_items, live, register_node
+from support_nodes import CONTROL_PLANE, apply_obj, list_items, live, register_node
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -23,7 +23,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """No kubelet; the fake nodes renew no Lease, so node lifecycle must not mark them
     unreachable (its NoSchedule taint would keep new daemon pods off) during the module."""
     base: Path = tmp_path_factory.mktemp("daemonsets")
-    with running_server(base, "--disable", "kubelet", "--node-monitor-grace-period", "1h") as srv:
+    with running_server(base, *CONTROL_PLANE, "--node-monitor-grace-period", "1h") as srv:
         yield srv
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import client_for, create_namespace, kubectl_json, run, wait_for
 from support.cluster import Server, running_server
-from support_nodes import apply_obj, list_items, live, set_pod_phase
+from support_nodes import CONTROL_PLANE, apply_obj, list_items, live, set_pod_phase
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -21,7 +21,7 @@ TRACKING = "batch.kubernetes.io/job-tracking"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """No kubelet, and a 1 s base for the failure back-off (kube's 10 s would slow the tests)."""
     base: Path = tmp_path_factory.mktemp("jobs")
-    with running_server(base, "--disable", "kubelet", "--job-pod-failure-backoff", "1s") as srv:
+    with running_server(base, *CONTROL_PLANE, "--job-pod-failure-backoff", "1s") as srv:
         yield srv
 
 
@@ -164,3 +164,89 @@ def test_deleting_a_job_releases_and_removes_its_pods(server: Server) -> None:
     wait_for(lambda: len(active_pods(server, ns, "gone")) == 2, what="2 active")
     server.kubectl("delete", "job", "gone", "-n", ns, "--timeout=60s", timeout=90)
     wait_for(lambda: not job_pods(server, ns, "gone"), what="pods gone (finalizers removed)")
+
+
+# --- CronJob ------------------------------------------------------------------------------------
+
+
+def test_cron_schedule_parsing() -> None:
+    from datetime import UTC, datetime
+
+    from kybern.plugins.controllers import cronschedule
+
+    at = datetime(2026, 3, 14, 10, 7, tzinfo=UTC)  # a Saturday
+    assert cronschedule.parse("*/15 * * * *").next_after(at) == datetime(2026, 3, 14, 10, 15, tzinfo=UTC)
+    assert cronschedule.parse("@daily").next_after(at) == datetime(2026, 3, 15, 0, 0, tzinfo=UTC)
+    assert cronschedule.parse("0 9 * * mon-fri").next_after(at) == datetime(2026, 3, 16, 9, 0, tzinfo=UTC)
+    # day-of-month OR day-of-week when both are restricted (cron's rule)
+    assert cronschedule.parse("0 0 1 * sun").next_after(at) == datetime(2026, 3, 15, 0, 0, tzinfo=UTC)
+    assert cronschedule.parse("30 2 * feb 7").next_after(at).month == 2
+    berlin = cronschedule.parse("0 8 * * *", "Europe/Berlin").next_after(at)
+    assert berlin is not None and berlin.astimezone(UTC) == datetime(2026, 3, 15, 7, 0, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        cronschedule.parse("61 * * * *")
+    with pytest.raises(ValueError):
+        cronschedule.parse("* * * *")
+
+
+def test_cronjob_runs_a_missed_schedule_and_tracks_the_job(server: Server) -> None:
+    ns = create_namespace(server, "cron")
+    cron = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "suspend": True,
+            "jobTemplate": job("x")["spec"] and {"spec": job("x")["spec"]},
+        },
+    }
+    apply_obj(server, cron, ns)
+
+    async def backdate() -> None:
+        async with client_for(server) as client:
+            await client.patch(
+                "cronjobs.batch",
+                "tick",
+                {"status": {"lastScheduleTime": "2020-01-01T00:00:00Z"}},
+                namespace=ns,
+                subresource="status",
+            )
+
+    run(backdate())
+    assert list_items(server, "jobs.batch", ns) == []  # suspended: nothing runs
+    server.kubectl("patch", "cronjob", "tick", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":false}}')
+    jobs = wait_for(lambda: list_items(server, "jobs.batch", ns), what="the missed run's job")
+    assert len(jobs) == 1  # only the most recent missed time runs
+    created = jobs[0]
+    minutes = int(created["metadata"]["name"].rsplit("-", 1)[1])
+    assert minutes % 5 == 0 and created["metadata"]["ownerReferences"][0]["kind"] == "CronJob"
+    assert "batch.kubernetes.io/cronjob-scheduled-timestamp" in created["metadata"]["annotations"]
+    status = wait_for(
+        lambda: (
+            (s := kubectl_json(server, "get", "cronjob", "tick", "-n", ns).get("status") or {})
+            and s.get("active")
+            and s
+        ),
+        what="status.active",
+    )
+    assert status["active"][0]["name"] == created["metadata"]["name"]
+    assert status["lastScheduleTime"] > "2020-01-01T00:00:00Z"
+    pod = wait_for(lambda: active_pods(server, ns, created["metadata"]["name"]), what="its pod")[0]
+    finish(server, pod, "Succeeded")
+    done = wait_for(
+        lambda: (
+            (s := kubectl_json(server, "get", "cronjob", "tick", "-n", ns).get("status") or {})
+            and not s.get("active")
+            and s.get("lastSuccessfulTime")
+            and s
+        ),
+        what="job seen completed",
+    )
+    assert done["lastScheduleTime"] == status["lastScheduleTime"]
+    # kubectl's manual run from the template
+    server.kubectl("create", "job", "by-hand", "--from=cronjob/tick", "-n", ns)
+    assert (
+        kubectl_json(server, "get", "job", "by-hand", "-n", ns)["metadata"]["ownerReferences"][0]["name"]
+        == "tick"
+    )

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import client_for, run, wait_for
 from support.cluster import Server, running_server
-from support_nodes import list_items, node_manifest
+from support_nodes import CONTROL_PLANE, list_items, node_manifest
 
 pytestmark = pytest.mark.timeout(180)
 
-ARGS = ("--disable", "kubelet", "--cluster-cidr", "10.99.0.0/16")
+ARGS = (*CONTROL_PLANE, "--cluster-cidr", "10.99.0.0/16")
 
 
 def create_nodes(server: Server, *names: str, cidr: str | None = None) -> None:

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 from conftest import client_for, create_namespace, kubectl_json, mark_pods_ready, run, wait_for
 from support.cluster import Server, running_server
-from support_nodes import apply_obj, list_items, live, register_node, renew_lease, set_node_ready
+from support_nodes import (
+    CONTROL_PLANE,
+    apply_obj,
+    list_items,
+    live,
+    register_node,
+    renew_lease,
+    set_node_ready,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -21,7 +29,7 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base: Path = tmp_path_factory.mktemp("nodelifecycle")
-    args = ("--disable", "kubelet", "--node-monitor-grace-period", "3s", "--pod-eviction-timeout", "2s")
+    args = (*CONTROL_PLANE, "--node-monitor-grace-period", "3s", "--pod-eviction-timeout", "2s")
     with running_server(base, *args) as srv:
         yield srv
 
