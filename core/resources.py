@@ -8,6 +8,7 @@ server knows no kind by name; the built-in kinds are plugins like any other.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,12 +81,23 @@ _WITH_VALUE = (
 
 
 def _quote(value: Any) -> str:
+    """A value roughly as Go's field.Error prints it (%q for strings, %#v for string slices/maps)."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    # string slices and string maps print as Go's %#v; struct-like values keep Python's repr
+    if isinstance(value, list | tuple) and value and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(json.dumps(v) for v in value) + "}"
+    if (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+    ):
+        inner = ", ".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in sorted(value.items()))
+        return "map[string]string{" + inner + "}"
     return str(value)
 
 

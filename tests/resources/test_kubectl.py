@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.cluster import Server, running_server
+from support.cluster import API_ONLY, Server, running_server
 
 
 class Cluster:
@@ -38,7 +38,10 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    with tempfile.TemporaryDirectory(prefix="kybern-resources-") as tmp, running_server(Path(tmp)) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="kybern-resources-") as tmp,
+        running_server(Path(tmp), *API_ONLY) as server,
+    ):
         yield Cluster(server, Path(tmp))
 
 

@@ -17,9 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from kybern.components import KNOWN_COMPONENTS
+
 from support.cli import KYBERN
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+
+#: `kybern server` arguments that leave only the API server (and its store) running
+API_ONLY: tuple[str, ...] = tuple(
+    arg for name in KNOWN_COMPONENTS if name != "apiserver" for arg in ("--disable", name)
+)
 
 
 def free_port() -> int:
