@@ -41,23 +41,43 @@ def collect_controllers(ctx: RunContext) -> list[ControllerSpec]:
     return sorted(specs.values(), key=lambda s: s.name)
 
 
-def _seconds(value: Any, default: float) -> float:
-    """kube's duration flags ("15s") or plain seconds."""
+def _seconds(option: str, value: Any, default: float) -> float:
+    """kube's duration flags ("15s", "1m") or plain seconds."""
     if value is None:
         return default
     text = str(value).strip()
-    if text.endswith("s"):
+    scale = 1.0
+    if text.endswith("ms"):
+        text, scale = text[:-2], 0.001
+    elif text.endswith("s"):
         text = text[:-1]
-    return float(text)
+    elif text.endswith("m"):
+        text, scale = text[:-1], 60.0
+    try:
+        seconds = float(text) * scale
+    except ValueError:
+        raise ConfigurationError(f"--{option}: {value!r} is not a duration (like 15s)") from None
+    if seconds <= 0:
+        raise ConfigurationError(f"--{option}: must be positive, not {value!r}")
+    return seconds
 
 
 class ControllerManager:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         extra = ctx.config.extra
-        self.lease_duration = _seconds(extra.get("leader_elect_lease_duration"), 15.0)
-        self.renew_deadline = _seconds(extra.get("leader_elect_renew_deadline"), 10.0)
-        self.retry_period = _seconds(extra.get("leader_elect_retry_period"), 2.0)
+        self.lease_duration = _seconds(
+            "leader-elect-lease-duration", extra.get("leader_elect_lease_duration"), 15
+        )
+        self.renew_deadline = _seconds(
+            "leader-elect-renew-deadline", extra.get("leader_elect_renew_deadline"), 10
+        )
+        self.retry_period = _seconds("leader-elect-retry-period", extra.get("leader_elect_retry_period"), 2)
+        if not self.lease_duration > self.renew_deadline > self.retry_period:
+            raise ConfigurationError(
+                "leader election needs --leader-elect-lease-duration > --leader-elect-renew-deadline"
+                " > --leader-elect-retry-period"
+            )
         disabled = set(ctx.config.disabled)
         self.specs = [s for s in collect_controllers(ctx) if s.name not in disabled]
         self.client: Any = None

@@ -15,7 +15,7 @@ from conftest import NO_KUBELET, kubectl_json, wait_for
 from kybern.components import ComponentSpec, ConfigurationError, select_components
 from sqlalchemy.engine import make_url
 from support.cli import assert_one_line_error, run_kybern
-from support.cluster import Server, running_server
+from support.cluster import Server, free_port, running_server
 
 
 def _spec(name: str, group: str | None = None) -> ComponentSpec:
@@ -36,6 +36,22 @@ def test_select_components_accepts_controller_names() -> None:
 def test_unknown_disable_name_is_a_one_line_error(tmp_path: Path) -> None:
     result = run_kybern("server", "--disable-agent", "--data-dir", str(tmp_path), "--disable", "deploymnt")
     assert_one_line_error(result, "unknown component 'deploymnt'", "deployment")
+
+
+def test_bad_leader_election_durations_end_the_server_with_a_message(tmp_path: Path) -> None:
+    base = ["server", "--disable-agent", "--data-dir", str(tmp_path), *NO_KUBELET]
+    base += ["--bind-address", "127.0.0.1", "--https-listen-port", str(free_port())]
+    for args, fragments in (
+        (["--leader-elect-lease-duration", "soon"], ("--leader-elect-lease-duration", "not a duration")),
+        (
+            ["--leader-elect-lease-duration", "5s", "--leader-elect-renew-deadline", "10s"],
+            ("lease-duration > --leader-elect-renew-deadline",),
+        ),
+    ):
+        result = run_kybern(*base, *args, timeout=60)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        last = result.stderr_lines[-1]
+        assert last.startswith("kybern: error:") and all(f in last for f in fragments), last
 
 
 def replicaset(name: str, replicas: int) -> str:
