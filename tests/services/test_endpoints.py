@@ -99,7 +99,7 @@ def test_endpoints_follow_readiness(server: Server) -> None:
             owner = sl["metadata"]["ownerReferences"][0]
             assert owner["kind"] == "Service" and owner["name"] == "web" and owner["controller"] is True
             assert sl["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
-            not_ready = [e for e in sl["endpoints"] if e["addresses"] == ["10.42.0.10"]][0]
+            not_ready = next(e for e in sl["endpoints"] if e["addresses"] == ["10.42.0.10"])
             assert not_ready["conditions"] == {"ready": False, "serving": False, "terminating": False}
             assert not_ready["targetRef"]["name"] == "web-0" and not_ready["nodeName"] == "node-a"
 

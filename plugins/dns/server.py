@@ -1,0 +1,278 @@
+"""The DNS wire side: UDP and TCP listeners, the cluster zone, plugin answers, forwarding.
+
+A question goes, in order, to plugins (hook ``kybern_dns_records``), to the cluster zone
+(authoritative: NXDOMAIN/NODATA carry the zone's SOA so resolvers cache the miss for the TTL),
+and otherwise to the host's resolvers. Cluster answers are built synchronously in the datagram
+callback; only forwarding needs a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from kybern.hooktypes import DnsRecord
+from kybern.plugins.dns.records import TTL, ClusterZone
+from loguru import logger
+
+log = logger.bind(component="dns")
+
+Upstream = tuple[str, int]
+#: how long a forwarded question may take per upstream
+FORWARD_TIMEOUT = 2.0
+
+
+def host_resolvers(
+    paths: tuple[str, ...] = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"),
+) -> list[Upstream]:
+    """The host's nameservers, loopback stubs skipped (a stub on the host may be us, or may
+    forward to us: either loops). systemd-resolved's real upstreams are in the second file."""
+    found: list[Upstream] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                try:
+                    addr = ipaddress.ip_address(parts[1].split("%")[0])
+                except ValueError:
+                    continue
+                if not addr.is_loopback and (str(addr), 53) not in found:
+                    found.append((str(addr), 53))
+        if found:
+            break
+    return found
+
+
+def parse_upstreams(text: str) -> list[Upstream]:
+    """``1.1.1.1,127.0.0.1:5353,[::1]:53`` -> [(host, port), ...]."""
+    out: list[Upstream] = []
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif item.count(":") == 1:
+            host, _, p = item.partition(":")
+            port = int(p)
+        else:
+            host, port = item, 53
+        ipaddress.ip_address(host)
+        out.append((host, port))
+    return out
+
+
+def _rrset(rec: DnsRecord) -> dns.rrset.RRset:
+    name = dns.name.from_text(rec.name.rstrip(".") + ".")
+    if rec.type == "SRV":
+        text = f"{rec.priority} {rec.weight} {rec.port} {rec.data}"
+    elif rec.type == "TXT":
+        text = '"' + rec.data.replace('"', '\\"') + '"'
+    else:
+        text = rec.data
+    return dns.rrset.from_text(name, rec.ttl, "IN", rec.type, text)
+
+
+def _add(section: list[dns.rrset.RRset], records: list[DnsRecord]) -> None:
+    """Group records of one name and type into one RRset each."""
+    by_key: dict[tuple[str, str], dns.rrset.RRset] = {}
+    for rec in records:
+        key = (rec.name.rstrip(".").lower(), rec.type)
+        rrset = _rrset(rec)
+        if key in by_key:
+            by_key[key].union_update(rrset)
+        else:
+            by_key[key] = rrset
+            section.append(rrset)
+
+
+class DnsServer:
+    """Serves the cluster zone on one address and port, UDP and TCP."""
+
+    def __init__(
+        self,
+        zone: ClusterZone,
+        upstreams: list[Upstream],
+        plugin_records: Callable[[str, str], list[DnsRecord]] | None = None,
+    ) -> None:
+        self.zone = zone
+        self.upstreams = upstreams
+        self.plugin_records = plugin_records
+        origin = dns.name.from_text(zone.domain + ".")
+        self.origin = origin
+        self.soa = dns.rrset.from_text(
+            origin,
+            TTL,
+            "IN",
+            "SOA",
+            f"ns.dns.{zone.domain}. hostmaster.{zone.domain}. 1 7200 1800 86400 {TTL}",
+        )
+        self.ns = dns.rrset.from_text(origin, TTL, "IN", "NS", f"ns.dns.{zone.domain}.")
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # --- answering ----------------------------------------------------------------------------
+
+    def answer_local(self, query: dns.message.Message) -> dns.message.Message | None:
+        """The response for a question the cluster (or a plugin) answers; None: forward it."""
+        if len(query.question) != 1:
+            response = dns.message.make_response(query)
+            response.set_rcode(dns.rcode.FORMERR)
+            return response
+        q = query.question[0]
+        qname = q.name.to_text(omit_final_dot=True).lower()
+        qtype = dns.rdatatype.to_text(q.rdtype)
+        extra = self.plugin_records(qname, qtype) if self.plugin_records is not None else []
+        if extra:
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA | dns.flags.RA
+            _add(response.answer, extra)
+            return response
+        if not self.zone.is_ours(qname):
+            return None
+        answer = self.zone.lookup(qname, qtype)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA | dns.flags.RA
+        if qname == self.zone.domain and qtype in ("SOA", "NS"):
+            response.answer.append(self.soa if qtype == "SOA" else self.ns)
+            return response
+        _add(response.answer, answer.records)
+        _add(response.additional, answer.additional)
+        if answer.rcode == "NXDOMAIN":
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        if not answer.records:
+            if q.name.is_subdomain(self.origin):
+                response.authority.append(self.soa)
+        return response
+
+    async def forward(self, query: dns.message.Message, tcp: bool) -> dns.message.Message:
+        for host, port in self.upstreams:
+            try:
+                if tcp:
+                    response = await dns.asyncquery.tcp(query, host, timeout=FORWARD_TIMEOUT, port=port)
+                else:
+                    response = await dns.asyncquery.udp(
+                        query, host, timeout=FORWARD_TIMEOUT, port=port, raise_on_truncation=False
+                    )
+                return response
+            except (dns.exception.DNSException, OSError) as exc:
+                log.debug("upstream {}:{} failed for {}: {}", host, port, query.question, exc)
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.RA
+        response.set_rcode(dns.rcode.SERVFAIL)
+        return response
+
+    async def resolve(self, wire: bytes, tcp: bool) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None
+        response = self.answer_local(query)
+        if response is None:
+            response = await self.forward(query, tcp)
+        return self.encode(response, query, tcp)
+
+    @staticmethod
+    def encode(response: dns.message.Message, query: dns.message.Message, tcp: bool) -> bytes:
+        if tcp:
+            return response.to_wire(max_size=65535)
+        limit = max(512, query.payload) if query.edns >= 0 else 512
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            response.answer.clear()
+            response.additional.clear()
+            response.authority.clear()
+            response.flags |= dns.flags.TC
+            return response.to_wire(max_size=limit)
+
+    # --- transport ----------------------------------------------------------------------------
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        server = self
+
+        class Udp(asyncio.DatagramProtocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport  # type: ignore[assignment]
+
+            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                server._datagram(self.transport, data, addr)  # type: ignore[arg-type]
+
+        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(host, port))
+        self._udp = transport  # type: ignore[assignment]
+        self._tcp = await asyncio.start_server(self._stream, host, port)
+
+    def _datagram(self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            query = dns.message.from_wire(data)
+        except dns.exception.DNSException:
+            return
+        try:
+            response = self.answer_local(query)
+        except Exception:
+            log.exception("answering {} failed", query.question)
+            response = dns.message.make_response(query)
+            response.set_rcode(dns.rcode.SERVFAIL)
+        if response is not None:
+            transport.sendto(self.encode(response, query, tcp=False), addr)
+            return
+
+        async def forward() -> None:
+            reply = await self.forward(query, tcp=False)
+            if not transport.is_closing():
+                transport.sendto(self.encode(reply, query, tcp=False), addr)
+
+        task = asyncio.get_running_loop().create_task(forward())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                header = await asyncio.wait_for(reader.readexactly(2), timeout=10)
+                (length,) = struct.unpack("!H", header)
+                wire = await reader.readexactly(length)
+                reply = await self.resolve(wire, tcp=True)
+                if reply is None:
+                    break
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._tcp.wait_closed(), 2)
+            self._tcp = None
+        for task in list(self._tasks):
+            task.cancel()
