@@ -354,3 +354,27 @@ def test_adopts_a_matching_orphan_replicaset(server: Server) -> None:
         )
 
     wait_for(adopted, what="the orphan ReplicaSet adopted as the new one and scaled to 2")
+
+
+def test_revision_history_limit_deletes_the_oldest_replicasets(server: Server) -> None:
+    ns = create_namespace(server, "dep-history")
+
+    async def go() -> None:
+        async with FakeKubelet(server, ns):
+            await asyncio.to_thread(apply, server, ns, deployment("hist", replicas=1, revisionHistoryLimit=1))
+            await kubectl_async(server, "rollout", "status", "deployment/hist", "-n", ns, "--timeout=60s")
+            for tag in ("1.37", "1.38"):
+                await kubectl_async(server, "set", "image", "deployment/hist", f"c=busybox:{tag}", "-n", ns)
+                await kubectl_async(server, "rollout", "status", "deployment/hist", "-n", ns, "--timeout=60s")
+
+            def revisions() -> list[str]:
+                rss = replicasets(server, ns).values()
+                return sorted(
+                    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in rss
+                )
+
+            await until(lambda: revisions() == ["2", "3"], what="revisions 2 and 3 only")
+            history = (await kubectl_async(server, "rollout", "history", "deployment/hist", "-n", ns)).stdout
+            assert [line.split()[0] for line in history.splitlines() if line[:1].isdigit()] == ["2", "3"]
+
+    run(go())
