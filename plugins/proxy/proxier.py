@@ -1,0 +1,159 @@
+"""The nftables proxy component: informers in, one nft transaction per batch of changes out.
+
+Informer handlers only note that something changed (and when); one sync task recomputes the
+wanted state from the caches, diffs it against what it applied last and sends only the
+difference to nft. Changes that arrive while nft runs are coalesced into the next sync, so
+a burst of endpoint updates costs a few transactions, not one per event. A failed
+transaction makes the next sync rebuild the whole table (the applied state is unknown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kybern.client import ApiClient
+from kybern.informers import SharedInformerFactory
+from kybern.plugins.proxy import nftables
+from kybern.plugins.proxy.model import SERVICE_NAME_LABEL, ServiceState, desired_state
+from kybern.plugins.proxy.routes import RouteManager, ensure_ip_forward, local_addresses, node_routes
+from loguru import logger
+
+log = logger.bind(component="proxy")
+
+DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
+
+
+def table_name(node_name: str) -> str:
+    """One table per node agent, so two agents on one machine (or a test) never delete each
+    other's rules; identical rules in two tables are harmless (the first DNAT wins)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in node_name.lower())
+    return f"kybern-proxy-{safe}"[:64]
+
+
+class NftablesProxier:
+    def __init__(
+        self,
+        api: ApiClient,
+        node_name: str,
+        cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR,
+        table: str | None = None,
+        manage_routes: bool = True,
+    ) -> None:
+        self.api = api
+        self.node_name = node_name
+        self.cluster_cidr = cluster_cidr
+        self.table = table or table_name(node_name)
+        self.manage_routes = manage_routes
+        self.factory = SharedInformerFactory(api)
+        self.services = self.factory.informer("services")
+        self.slices = self.factory.informer("endpointslices.discovery.k8s.io")
+        self.endpoints = self.factory.informer("endpoints")
+        self.nodes = self.factory.informer("nodes") if manage_routes else None
+        self.routes = RouteManager()
+        self.applied: dict[str, ServiceState] = {}
+        #: seconds from the first unsynced change to its rules being in place, per sync
+        self.sync_latencies: list[float] = []
+        self._dirty = asyncio.Event()
+        self._pending_since: float | None = None
+        self._rebuild = True
+        self._synced = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        for inf in (self.services, self.slices, self.endpoints, self.nodes):
+            if inf is not None:
+                inf.add_event_handler(self._changed, lambda _old, new: self._changed(new), self._changed)
+
+    def _changed(self, _obj: Any) -> None:
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._dirty.set()
+
+    async def start(self) -> None:
+        await ensure_ip_forward()
+        await nftables.run_nft(nftables.skeleton(self.table))
+        self._rebuild = False
+        self.factory.start()
+        if not await self.factory.wait_for_sync(timeout=60):
+            log.warning("proxy: informers not synced after 60s; serving what is known")
+        await self._sync()
+        self._task = asyncio.create_task(self._loop(), name="proxy sync")
+        log.info("nftables proxy ready (table ip {}, {} service ports)", self.table, len(self.applied))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        await self.factory.stop()
+        with contextlib.suppress(Exception):
+            await nftables.delete_table(self.table)
+        await self.routes.clear()
+        with contextlib.suppress(Exception):
+            await self.api.close()
+
+    async def _loop(self) -> None:
+        backoff = 0.1
+        while True:
+            await self._dirty.wait()
+            try:
+                await self._sync()
+                backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("proxy sync failed (rebuilding the table next): {}", exc)
+                self._rebuild = True
+                self._dirty.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def wanted(self) -> dict[str, ServiceState]:
+        slices: dict[str, list[dict[str, Any]]] = {}
+        for eps in self.slices.store.list():
+            meta = eps.get("metadata") or {}
+            svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+            if svc:
+                slices.setdefault(f"{meta.get('namespace')}/{svc}", []).append(eps)
+        endpoints = {
+            f"{(e.get('metadata') or {}).get('namespace')}/{(e.get('metadata') or {}).get('name')}": e
+            for e in self.endpoints.store.list()
+        }
+        return desired_state(self.services.store.list(), slices, endpoints)
+
+    async def _sync(self) -> None:
+        self._dirty.clear()
+        since, self._pending_since = self._pending_since, None
+        wanted = self.wanted()
+        if self._rebuild:
+            await nftables.run_nft(nftables.skeleton(self.table))
+            self.applied = {}
+            self._rebuild = False
+        tx = nftables.diff(self.table, self.applied, wanted, self.cluster_cidr)
+        if tx:
+            await nftables.run_nft(tx.script())
+        self.applied = wanted
+        if self.nodes is not None:
+            await self.routes.sync(
+                node_routes(self.nodes.store.list(), self.node_name, await local_addresses())
+            )
+        if since is not None and tx:
+            self.sync_latencies.append(time.monotonic() - since)
+            del self.sync_latencies[:-10000]
+        async with self._synced:
+            self._synced.notify_all()
+
+    async def wait_until(self, predicate: Callable[[dict[str, ServiceState]], bool], timeout: float) -> bool:
+        """Wait until the applied state satisfies ``predicate`` (tests, benchmarks)."""
+
+        async def check() -> None:
+            async with self._synced:
+                await self._synced.wait_for(lambda: predicate(self.applied))
+
+        try:
+            await asyncio.wait_for(check(), timeout)
+        except TimeoutError:
+            return False
+        return True
