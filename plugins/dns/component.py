@@ -61,6 +61,8 @@ class DnsComponent:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         extra = ctx.config.extra
+        #: an explicit --dns-listen must be honoured; the default may move to a free port
+        self.listen_fixed = bool(extra.get("dns_listen"))
         try:
             self.host, self.port = parse_listen(str(extra.get("dns_listen") or DEFAULT_LISTEN))
             upstream = extra.get("dns_upstream")
@@ -99,9 +101,15 @@ class DnsComponent:
         try:
             await self.server.start(self.host, self.port)
         except OSError as exc:
-            raise ConfigurationError(
-                f"dns: cannot listen on {self.host}:{self.port}: {exc.strerror or exc} (choose --dns-listen)"
-            ) from None
+            if self.listen_fixed:
+                reason = exc.strerror or exc
+                raise ConfigurationError(
+                    f"dns: cannot listen on {self.host}:{self.port}: {reason} (choose --dns-listen)"
+                ) from None
+            # another server on this host has the default port: any port does, since pods
+            # reach us through the kube-dns Endpoints, which name the port we really got
+            log.warning("dns: {}:{} is busy ({}); taking a free port", self.host, self.port, exc.strerror)
+            await self._start_on_free_port()
         informers.start()
         if not await informers.wait_for_sync(timeout=30):
             log.warning("dns: caches not synced after 30s; answering from what is there")
@@ -114,6 +122,21 @@ class DnsComponent:
             self.cluster_ip,
             ", ".join(f"{h}:{p}" for h, p in self.upstreams) or "nothing",
         )
+
+    async def _start_on_free_port(self) -> None:
+        assert self.server is not None
+        for _attempt in range(20):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind((self.host, 0))
+                port = probe.getsockname()[1]
+            try:
+                await self.server.start(self.host, port)
+            except OSError:
+                await self.server.stop()
+                continue
+            self.port = port
+            return
+        raise ConfigurationError(f"dns: no free port on {self.host} (choose --dns-listen)")
 
     async def _publish_service(self) -> None:
         """kube-dns Service at the cluster DNS address, Endpoints at where we listen."""

@@ -220,8 +220,12 @@ class DnsServer:
                 server._datagram(self.transport, data, addr)  # type: ignore[arg-type]
 
         transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(host, port))
+        try:
+            self._tcp = await asyncio.start_server(self._stream, host, port)
+        except OSError:
+            transport.close()
+            raise
         self._udp = transport  # type: ignore[assignment]
-        self._tcp = await asyncio.start_server(self._stream, host, port)
 
     def _datagram(self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str, int]) -> None:
         try:
