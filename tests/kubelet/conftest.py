@@ -13,7 +13,7 @@ from .nodes import Cluster, kubelet_cluster
 
 @pytest.fixture(scope="package")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    from conftest import podman_problem
+    from support.hostcheck import podman_problem
 
     problem = podman_problem()
     if problem:

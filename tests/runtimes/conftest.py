@@ -16,7 +16,7 @@ from .podman_env import busybox_archive, close_runtime, open_runtime, write_cont
 @pytest.fixture(scope="session")
 def podman_assets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(test-local containers.conf, busybox image archive)."""
-    from conftest import podman_problem
+    from support.hostcheck import podman_problem
 
     problem = podman_problem()
     if problem:
