@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from conftest import (
-    NO_KUBELET,
     client_for,
     create_namespace,
     kubectl_json,
@@ -15,7 +13,7 @@ from conftest import (
     set_pod_ready,
     wait_for,
 )
-from support.cluster import Server, running_server
+from support.cluster import Server
 
 
 def rs_manifest(name: str, replicas: int, app: str | None = None) -> str:
@@ -168,27 +166,3 @@ def test_min_ready_seconds_delays_availability(server: Server) -> None:
     wait_for(
         lambda: rs_status(server, ns, "slow").get("availableReplicas") == 2, timeout=15, what="2 available"
     )
-
-
-def test_failed_creates_set_replica_failure(tmp_path: Path) -> None:
-    """Creates refused by the API (here: the namespace is terminating and no namespace
-    controller empties it) show as FailedCreate and the ReplicaFailure condition."""
-    with running_server(tmp_path, *NO_KUBELET, "--disable", "namespace") as srv:
-        ns = create_namespace(srv, "rs-fail")
-        apply(srv, ns, rs_manifest("doomed", 1))
-        wait_pods(srv, ns, "app=doomed", 1)
-        srv.kubectl("delete", "namespace", ns, "--wait=false")
-        wait_for(
-            lambda: kubectl_json(srv, "get", "namespace", ns)["status"].get("phase") == "Terminating",
-            what="namespace Terminating",
-        )
-        srv.kubectl("scale", "rs", "doomed", "-n", ns, "--replicas=3")
-
-        def failure() -> dict | None:
-            conds = rs_status(srv, ns, "doomed").get("conditions") or []
-            return next((c for c in conds if c["type"] == "ReplicaFailure"), None)
-
-        cond = wait_for(failure, what="ReplicaFailure condition")
-        assert cond["status"] == "True" and cond["reason"] == "FailedCreate"
-        assert "being terminated" in cond["message"]
-        assert rs_status(srv, ns, "doomed")["replicas"] == 1
