@@ -257,3 +257,33 @@ def test_on_delete_waits_for_manual_deletion(server: Server) -> None:
     server.kubectl("delete", "pod", pod["metadata"]["name"], "-n", ns, "--grace-period=0", "--force")
     new = wait_for(lambda: ds_pods(server, ns, "od"), what="replacement")[0]
     assert new["spec"]["containers"][0]["image"] == "busybox:1.37"
+
+
+def test_max_surge_starts_the_new_pod_before_removing_the_old(server: Server) -> None:
+    add_nodes(server, "surge-a")
+    ns = create_namespace(server, "ds-surge")
+    manifest = daemonset(
+        "sg", updateStrategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    )
+    manifest["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "surge-a"}
+    apply_obj(server, manifest, ns)
+    old = wait_for(
+        lambda: (p := ds_pods(server, ns, "sg")) and p[0]["spec"].get("nodeName") and p, what="bound"
+    )[0]
+    run_pods(server, ns, "sg")
+    server.kubectl("rollout", "status", "ds/sg", "-n", ns, "--timeout=60s", timeout=90)
+    server.kubectl("set", "image", "ds/sg", "c=busybox:1.37", "-n", ns)
+    # both on the node at once: the old one stays until the new one is available
+    both = wait_for(lambda: (p := ds_pods(server, ns, "sg")) and len(p) == 2 and p, what="surge pod")
+    assert old["metadata"]["uid"] in {p["metadata"]["uid"] for p in both}
+    assert {pinned_node(p) for p in both} == {"surge-a"}
+    wait_for(
+        lambda: all(p["spec"].get("nodeName") for p in ds_pods(server, ns, "sg")), what="surge pod bound"
+    )
+    assert old["metadata"]["uid"] in {p["metadata"]["uid"] for p in ds_pods(server, ns, "sg")}
+    run_pods(server, ns, "sg")
+    wait_for(
+        lambda: [p["spec"]["containers"][0]["image"] for p in ds_pods(server, ns, "sg")] == ["busybox:1.37"],
+        what="old pod removed once the new one is ready",
+    )
+    server.kubectl("rollout", "status", "ds/sg", "-n", ns, "--timeout=60s", timeout=90)
