@@ -304,7 +304,10 @@ class SharedInformer:
             if event.type == "ERROR":
                 code = obj.get("code")
                 log.debug("{} watch error {}: {}", self.resource, code, obj.get("message"))
-                return code != 410
+                if code == 410:
+                    return False
+                await asyncio.sleep(1.0)  # a server-side failure: do not hammer it
+                return True
             rv = (obj.get("metadata") or {}).get("resourceVersion")
             if event.type != "BOOKMARK":
                 self._apply(event.type, obj)
