@@ -62,6 +62,42 @@ def _is_failed(pod: util.Obj, job: util.Obj) -> bool:
     return bool(util.meta(pod).get("deletionTimestamp")) and phase != "Succeeded"
 
 
+def match_pod_failure_policy(policy: util.Obj | None, pod: util.Obj) -> tuple[str | None, str]:
+    """The action of the first podFailurePolicy rule a failed pod matches (kube's
+    matchPodFailurePolicy), with the message kube gives a FailJob; (None, "") if none."""
+    ns, name = util.namespace_of(pod), util.name_of(pod)
+    status = pod.get("status") or {}
+    statuses = list(status.get("initContainerStatuses") or []) + list(status.get("containerStatuses") or [])
+    for index, rule in enumerate((policy or {}).get("rules") or []):
+        action = rule.get("action")
+        codes = rule.get("onExitCodes")
+        if codes:
+            for cs in statuses:
+                if codes.get("containerName") and codes["containerName"] != cs.get("name"):
+                    continue
+                term = (cs.get("state") or {}).get("terminated")
+                if not term or not term.get("exitCode"):
+                    continue
+                code = int(term["exitCode"])
+                inside = code in (codes.get("values") or [])
+                if inside == (codes.get("operator") == "In"):
+                    return action, (
+                        f"Container {cs.get('name')} for pod {ns}/{name} failed with exit code {code} "
+                        f"matching {action} rule at index {index}"
+                    )
+            continue
+        for pattern in rule.get("onPodConditions") or []:
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == pattern.get("type") and cond.get("status") == (
+                    pattern.get("status") or "True"
+                ):
+                    return action, (
+                        f"Pod {ns}/{name} has condition {cond.get('type')} matching {action} rule "
+                        f"at index {index}"
+                    )
+    return None, ""
+
+
 def _pod_index(pod: util.Obj) -> int | None:
     raw = (util.meta(pod).get("annotations") or {}).get(INDEX_ANNOTATION)
     try:
@@ -243,6 +279,7 @@ class JobController(QueueController):
         # 1. finished pods still holding the finalizer go into uncountedTerminatedPods
         newly_finished: list[util.Obj] = []
         new_failures = 0
+        policy_failure: str | None = None
         completed_indexes = _parse_indexes(status.get("completedIndexes"))
         for pod in pods:
             uid = util.uid_of(pod)
@@ -257,7 +294,12 @@ class JobController(QueueController):
                         completed_indexes.add(idx)
                 newly_finished.append(pod)
             elif _is_failed(pod, job):
-                if uid not in unc_failed:
+                action, message = match_pod_failure_policy(spec.get("podFailurePolicy"), pod)
+                if action == "FailJob" and policy_failure is None:
+                    policy_failure = message
+                if action == "Ignore":
+                    pass  # released below without counting towards backoffLimit
+                elif uid not in unc_failed:
                     unc_failed.add(uid)
                     new_failures += 1
                 newly_finished.append(pod)
@@ -302,7 +344,9 @@ class JobController(QueueController):
         # 4. success or failure criteria
         target = condition(job, "FailureTarget") or condition(job, "SuccessCriteriaMet")
         if target is None:
-            if failed > backoff_limit:
+            if policy_failure is not None:
+                target = self._add_condition(status, "FailureTarget", "PodFailurePolicy", policy_failure)
+            elif failed > backoff_limit:
                 target = self._add_condition(
                     status,
                     "FailureTarget",

@@ -250,3 +250,52 @@ def test_cronjob_runs_a_missed_schedule_and_tracks_the_job(server: Server) -> No
         kubectl_json(server, "get", "job", "by-hand", "-n", ns)["metadata"]["ownerReferences"][0]["name"]
         == "tick"
     )
+
+
+def test_pod_failure_policy_ignore_and_fail_job(server: Server) -> None:
+    ns = create_namespace(server, "job-policy")
+    policy = {
+        "rules": [
+            {"action": "FailJob", "onExitCodes": {"containerName": "c", "operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+        ]
+    }
+    apply_obj(server, job("pfp", backoffLimit=0, podFailurePolicy=policy), ns)
+    pod = wait_for(lambda: active_pods(server, ns, "pfp"), what="a pod")[0]
+
+    async def disrupted(p: dict, exit_code: int, condition: str | None) -> None:
+        status: dict = {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "c",
+                    "image": "busybox:1.36",
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": exit_code, "reason": "Error"}},
+                }
+            ],
+        }
+        if condition:
+            status["conditions"] = [{"type": condition, "status": "True", "reason": "EvictionByEvictionAPI"}]
+        async with client_for(server) as client:
+            await client.patch(
+                "pods", p["metadata"]["name"], {"status": status}, namespace=ns, subresource="status"
+            )
+
+    # an evicted pod is ignored: no failure counted (backoffLimit 0 would fail the job), replaced
+    run(disrupted(pod, 137, "DisruptionTarget"))
+    second = wait_for(
+        lambda: (
+            (a := active_pods(server, ns, "pfp")) and a[0]["metadata"]["uid"] != pod["metadata"]["uid"] and a
+        ),
+        what="replacement",
+    )[0]
+    assert not (kubectl_json(server, "get", "job", "pfp", "-n", ns)["status"].get("failed"))
+    # exit code 42 fails the job at once
+    run(disrupted(second, 42, None))
+    server.kubectl("wait", "--for=condition=failed", "job/pfp", "-n", ns, "--timeout=60s", timeout=90)
+    failed = conditions(server, ns, "pfp")["Failed"]
+    assert failed["reason"] == "PodFailurePolicy"
+    assert "exit code 42 matching FailJob rule at index 0" in failed["message"]
