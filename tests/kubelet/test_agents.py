@@ -41,7 +41,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def uid_containers(node: Node, uid: str) -> list[dict]:
-    return [c for c in node.containers() if (c.get("Labels") or {}).get("io.kybern.pod.uid") == uid]
+    """The pod's app containers (not the infra container)."""
+    return [
+        c for c in node.containers()
+        if (c.get("Labels") or {}).get("io.kybern.pod.uid") == uid and not c.get("IsInfra")
+    ]  # fmt: skip
 
 
 def test_second_agent_runs_pods_apart_and_cleans_up_after_restart(
