@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -323,8 +324,14 @@ class SharedInformer:
                 if need_list:
                     await self._list()
                     need_list = False
+                started = time.monotonic()
                 need_list = not await self._watch()
-                backoff = 0.2
+                if time.monotonic() - started < 1.0:
+                    # a stream that ends at once (proxy, restarting server): back off
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                else:
+                    backoff = 0.2
             except asyncio.CancelledError:
                 raise
             except ApiError as exc:
