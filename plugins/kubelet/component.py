@@ -129,6 +129,7 @@ class Kubelet:
                 hollow=hollow,
                 cidrs=cidrs,
                 claims=ClaimResolver(self.api, node_config.data_dir, name),
+                shared=self.ctx.shared,
             )
         if config.role == "server":
             await ensure_storage_class(self.api)

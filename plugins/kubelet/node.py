@@ -38,6 +38,8 @@ log = logger.bind(component="kubelet")
 
 LEASE_NAMESPACE = "kube-node-lease"
 START_SLOTS = 8
+#: where the streams component (logs/exec) publishes the port it serves on
+STREAMS_PORT_KEY = "kubelet.streams_port"
 #: a present image stays present this long as far as IfNotPresent is concerned
 IMAGE_CACHE_S = 30.0
 LEASE_DURATION_S = 40
@@ -101,6 +103,7 @@ class NodeAgent:
         hollow: bool = False,
         cidrs: CidrAllocator,
         claims: ClaimResolver | None = None,
+        shared: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.runtime = runtime
@@ -114,6 +117,8 @@ class NodeAgent:
         self.hollow = hollow
         self.cidrs = cidrs
         self.claims = claims
+        #: RunContext.shared: the node's streaming server publishes its port there
+        self.shared = shared if shared is not None else {}
         self.volumes = VolumeManager(data_dir, cache, name)
         self.workers: dict[str, PodWorker] = {}
         self.crash_backoff = Backoff(10.0, 300.0)
@@ -290,7 +295,9 @@ class NodeAgent:
                 {"type": "InternalIP", "address": self.node_ip},
                 {"type": "Hostname", "address": self.name},
             ],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "daemonEndpoints": {
+                "kubeletEndpoint": {"Port": self.shared.get(STREAMS_PORT_KEY) or KUBELET_PORT}
+            },
             "nodeInfo": system_info(self.runtime_version, self.hollow),
         }
 
