@@ -81,7 +81,8 @@ while ((SECONDS < deadline)); do
 done
 k get all -n demo || true
 if ((running >= 2)); then
-  say "the demo app runs; ask it for its page: $kk exec deploy/web -n demo -- wget -qO- localhost:8080"
+  cluster_ip=$(k get service web -n demo -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
+  say "the demo app runs; its page, through the Service: curl http://${cluster_ip:-CLUSTER-IP}/"
 else
   say "the demo pods are not running. Until kybern's controllers and node agent land, a Deployment"
   say "gets no running pods (none are created, or they stay Pending): that is expected for now."
@@ -91,6 +92,7 @@ cat <<EOF
 
 Try next:
   $kk get all -n demo
+  $kk get pods -n demo -o wide
   $kk describe deployment web -n demo
   $kk scale deployment web -n demo --replicas=3
   $kk delete namespace demo
