@@ -72,7 +72,12 @@ def api_factory(ctx: RunContext) -> Callable[[], ApiClient]:
         if not url:
             raise ConfigurationError("no API server to talk to: the apiserver component is disabled")
         token = shared.get("admin_token") or config.token
-        return HttpApiClient(url, token, shared.get("ca_file"), user_agent=user_agent)
+        ca_file = shared.get("ca_file")
+        if ca_file is None and config.role == "agent":
+            # the server's CA an agent fetched and checked against its K10 join token
+            joined = config.data_dir / "tls" / "server-ca.crt"
+            ca_file = str(joined) if joined.exists() else None
+        return HttpApiClient(url, token, ca_file, user_agent=user_agent)
 
     return make
 

@@ -9,6 +9,7 @@ clients survive server restarts.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 import secrets
@@ -60,10 +61,32 @@ def _ensure_token(path: Path) -> str:
     return token
 
 
+def node_secret(token: str) -> str:
+    """The secret of a node token: ``K10<CA hash>::node:<secret>`` (k3s' form) or a bare secret."""
+    token = token.strip()
+    if token.startswith("K10") and "::" in token:
+        return token.partition("::")[2].partition(":")[2]
+    return token
+
+
 def ensure_tokens(data_dir: Path) -> Tokens:
-    """Read DATA_DIR/token and DATA_DIR/node-token, creating missing ones (mode 0600)."""
+    """Read DATA_DIR/token and DATA_DIR/node-token, creating missing ones (mode 0600).
+
+    The node token is kept as ``K10<sha256 of DATA_DIR/tls/ca.crt>::node:<secret>`` once the CA
+    exists, so an agent given only the server URL and the token can check the CA it fetches
+    from ``/cacerts``; an older bare secret is rewritten in that form and stays valid.
+    """
     data_dir = Path(data_dir)
-    return Tokens(admin=_ensure_token(data_dir / "token"), node=_ensure_token(data_dir / "node-token"))
+    admin = _ensure_token(data_dir / "token")
+    path = data_dir / "node-token"
+    node = _ensure_token(path)
+    ca = data_dir / "tls" / "ca.crt"
+    if ca.exists():
+        full = f"K10{hashlib.sha256(ca.read_bytes()).hexdigest()}::node:{node_secret(node)}"
+        if full != node:
+            _atomic_write(path, (full + "\n").encode())
+            node = full
+    return Tokens(admin=admin, node=node)
 
 
 def bearer_token(authorization_header: str | None) -> str | None:
@@ -85,7 +108,7 @@ def authenticate(authorization_header: str | None, tokens: Tokens) -> str | None
     given = token.encode()
     # compare against both so timing does not tell which token came close
     is_admin = hmac.compare_digest(given, tokens.admin.encode())
-    is_node = hmac.compare_digest(given, tokens.node.encode())
+    is_node = hmac.compare_digest(node_secret(token).encode(), node_secret(tokens.node).encode())
     if is_admin:
         return ADMIN_USER
     if is_node:

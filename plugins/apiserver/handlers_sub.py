@@ -4,8 +4,8 @@
 agent). The extension point: a component registers an async handler in
 ``RunContext.shared["apiserver.pod_connect_handlers"]`` (``app.CONNECT_HANDLERS_KEY``) under the
 subresource name; it is called as ``handler(request, pod, subresource)`` after authentication
-and after the pod was read, and returns the (streamed) response. Without one, the API server
-answers a Status saying nobody serves it yet.
+and after the pod was read, and returns the (streamed) response. Without one (the normal case)
+the API server proxies to the streaming server of the pod's node (:mod:`nodeproxy`).
 """
 
 from __future__ import annotations
@@ -304,14 +304,34 @@ async def evict(srv: ApiServer, info: RequestInfo) -> web.Response:
 
 
 async def connect(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
+    """A registered in-process handler if there is one, else the proxy to the pod's node.
+
+    kybern registers none: every node, the server's own included, runs the same streaming
+    server (the ``kubelet-streams`` component), so one code path serves local and remote
+    pods alike.
+    """
     rt, t = info.rt, info.target
     sub = t.subresource
     pod = await srv.storage.get(rt, t.namespace, t.name or "")
     handler = srv.connect_handlers().get(sub)
     if handler is not None:
         return await handler(info.request, pod, sub)
-    name = t.name
-    if not (pod.get("spec") or {}).get("nodeName"):
+    name = t.name or ""
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
+    if sub == "proxy":
+        raise errors.service_unavailable(f"no node agent serves proxy for pod {name} yet")
+    from kybern.plugins.apiserver import nodeproxy
+
     noun = {"log": "logs", "exec": "exec", "attach": "attach", "portforward": "port-forward"}.get(sub, sub)
-    raise errors.service_unavailable(f"no node agent serves {noun} for pod {name} yet")
+    host, port = await nodeproxy.node_endpoint(srv, node_name, name, noun)
+    base = f"https://{host}:{port}"
+    ns = t.namespace or ""
+    if sub == "portforward":
+        return await nodeproxy.proxy_websocket(srv, info.request, f"{base}/portforward/{ns}/{name}", sub)
+    container = nodeproxy.pick_container(pod, info.request.query.get("container"))
+    if sub == "log":
+        return await nodeproxy.proxy_logs(srv, info.request, f"{base}/containerLogs/{ns}/{name}/{container}")
+    path = "exec" if sub == "exec" else "attach"
+    return await nodeproxy.proxy_websocket(srv, info.request, f"{base}/{path}/{ns}/{name}/{container}", sub)
