@@ -19,6 +19,9 @@ tolerations (300 s for not-ready and unreachable); ``--pod-eviction-timeout`` re
 default 300 s (only tolerations of exactly that admission default) so a cluster can evict
 sooner or later. Deleted pods stay Terminating until their kubelet confirms (as on kube): the
 ReplicaSet does not count them and creates replacements on healthy nodes.
+
+The pod garbage collector (kube's podgc, controller ``podgc``) lives here too: it removes the
+pods that nobody else would (see ``PodGarbageCollector``).
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ CONDITION_TAINTS = {
 }
 MANAGED_KEYS = frozenset({NOT_READY, UNREACHABLE, UNSCHEDULABLE, *(k for _, k in CONDITION_TAINTS.values())})
 #: conditions a kubelet reports (the ones turned Unknown)
+OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+#: how long a pod's node must be missing before the pod is collected (kube's quarantineTime)
+ORPHAN_QUARANTINE = 40.0
 KUBELET_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
 DEFAULT_TOLERATION_SECONDS = 300
 
@@ -319,6 +325,119 @@ class NodeLifecycleController:
             )
 
 
+class PodGarbageCollector:
+    """kube's podgc controller: pods nobody else will ever remove.
+
+    Every ``--pod-gc-period`` (20 s): pods bound to a node that no longer exists (confirmed
+    with the API, and missing for ORPHAN_QUARANTINE seconds) and terminating pods on a node
+    that is not ready and carries the ``node.kubernetes.io/out-of-service`` taint (kube's
+    non-graceful node shutdown) are deleted at once (grace 0) with a DisruptionTarget
+    condition; finished pods beyond ``--terminated-pod-gc-threshold`` (12500) go oldest first.
+    """
+
+    component = "pod-garbage-collector"
+
+    def __init__(self, ctx: ControllerContext) -> None:
+        self.client = ctx.client
+        extra = ctx.config.extra if ctx.config is not None else {}
+        self.period = parse_duration(extra.get("pod_gc_period"), 20.0)
+        self.threshold = int(extra.get("terminated_pod_gc_threshold") or 12500)
+        self.nodes = ctx.informers.informer("nodes")
+        self.pods = ctx.informers.informer("pods")
+        #: node name -> monotonic time it was first found missing
+        self.missing: dict[str, float] = {}
+        self._stop = asyncio.Event()
+
+    async def run(self, workers: int) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.collect()
+            except Exception as exc:
+                log.opt(exception=not isinstance(exc, ApiError)).warning("pod GC pass failed: {}", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.period)
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+    async def collect(self) -> None:
+        pods = self.pods.store.list()
+        nodes = {util.name_of(n): n for n in self.nodes.store.list()}
+        now = time.monotonic()
+        terminated = [p for p in pods if (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
+        excess = len(terminated) - self.threshold
+        if excess > 0:
+            oldest = sorted(terminated, key=lambda p: util.meta(p).get("creationTimestamp", ""))[:excess]
+            for pod in oldest:
+                await self._delete(pod, "PodGC: terminated pods above the threshold", force=False)
+        seen_missing: set[str] = set()
+        for pod in pods:
+            node_name = (pod.get("spec") or {}).get("nodeName")
+            if not node_name:
+                continue
+            node = nodes.get(node_name)
+            if node is None:
+                seen_missing.add(node_name)
+                first = self.missing.setdefault(node_name, now)
+                if now - first >= ORPHAN_QUARANTINE and await self._node_gone(node_name):
+                    await self._delete(pod, "PodGC: node no longer exists", force=True)
+                continue
+            if not util.meta(pod).get("deletionTimestamp"):
+                continue
+            ready = (_condition(node, "Ready") or {}).get("status") == "True"
+            out_of_service = any(
+                t.get("key") == OUT_OF_SERVICE for t in (node.get("spec") or {}).get("taints") or []
+            )
+            if not ready and out_of_service:
+                await self._delete(pod, "PodGC: node is out of service", force=True)
+        for name in set(self.missing) - seen_missing:
+            del self.missing[name]
+
+    async def _node_gone(self, name: str) -> bool:
+        try:
+            await self.client.get("nodes", name)
+        except ApiError as exc:
+            if exc.not_found:
+                return True
+            raise
+        return False
+
+    async def _delete(self, pod: util.Obj, message: str, force: bool) -> None:
+        name, ns = util.name_of(pod), util.namespace_of(pod)
+        if force:
+            with contextlib.suppress(ApiError):
+                conditions = [
+                    c
+                    for c in (pod.get("status") or {}).get("conditions") or []
+                    if c.get("type") != "DisruptionTarget"
+                ]
+                conditions.append(
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "DeletionByPodGC",
+                        "message": message,
+                        "lastTransitionTime": util.now_iso(),
+                    }
+                )
+                await self.client.patch(
+                    "pods", name, {"status": {"conditions": conditions}}, namespace=ns, subresource="status"
+                )
+        try:
+            await self.client.delete(
+                "pods",
+                name,
+                ns,
+                grace_period_seconds=0 if force else None,
+                preconditions={"uid": util.uid_of(pod)},
+            )
+        except ApiError as exc:
+            if not (exc.not_found or exc.conflict):
+                raise
+            return
+        log.info("{} pod {}/{}", message, ns, name)
+
+
 def _condition(node: util.Obj, type_: str) -> util.Obj | None:
     for cond in (node.get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:
@@ -334,7 +453,13 @@ def kybern_controllers() -> list[ControllerSpec]:
             factory=NodeLifecycleController,
             description="marks nodes that stop renewing their Lease Unknown, taints them, evicts pods",
             workers=1,
-        )
+        ),
+        ControllerSpec(
+            name="podgc",
+            factory=PodGarbageCollector,
+            description="force-deletes pods of vanished or out-of-service nodes; caps finished pods",
+            workers=1,
+        ),
     ]
 
 
@@ -360,4 +485,12 @@ def kybern_server_options(command: str) -> list[click.Option]:
             show_default=True,
             help="How long pods with the default not-ready/unreachable tolerations stay on a failed node",
         ),
+        click.Option(
+            ["--terminated-pod-gc-threshold"],
+            type=int,
+            default=12500,
+            show_default=True,
+            help="Finished pods kept before the oldest are deleted",
+        ),
+        click.Option(["--pod-gc-period"], default="20s", show_default=True, help="How often pod GC runs"),
     ]

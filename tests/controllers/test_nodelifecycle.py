@@ -29,7 +29,15 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base: Path = tmp_path_factory.mktemp("nodelifecycle")
-    args = (*CONTROL_PLANE, "--node-monitor-grace-period", "3s", "--pod-eviction-timeout", "2s")
+    args = (
+        *CONTROL_PLANE,
+        "--node-monitor-grace-period",
+        "3s",
+        "--pod-eviction-timeout",
+        "2s",
+        "--pod-gc-period",
+        "1s",
+    )
     with running_server(base, *args) as srv:
         yield srv
 
@@ -159,7 +167,17 @@ def test_lost_node_is_tainted_pods_move_and_it_recovers(server: Server) -> None:
         for pod in evicted:  # Terminating until a kubelet confirms, as on kube
             assert pod["metadata"].get("deletionTimestamp")
             assert any(c["type"] == "DisruptionTarget" for c in pod["status"]["conditions"])
-        assert set(bound(server, ns, "stay").values()) == {"nl-a"}
+        assert set(bound(server, ns, "stay").values()) == {"nl-a"}  # tolerates unreachable forever
+
+        # non-graceful node shutdown: the admin says the node is out of service, pod GC
+        # force-deletes what was terminating there
+        server.kubectl("taint", "node", "nl-a", "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute")
+        gone = {p["metadata"]["name"] for p in evicted}
+        wait_for(
+            lambda: not gone & {p["metadata"]["name"] for p in list_items(server, "pods", ns)},
+            what="terminating pods force-deleted",
+        )
+        server.kubectl("taint", "node", "nl-a", "node.kubernetes.io/out-of-service-")
 
         # the kubelet comes back
         async def back() -> None:
