@@ -84,9 +84,8 @@ if ((running >= 2)); then
   cluster_ip=$(k get service web -n demo -o jsonpath='{.spec.clusterIP}' 2>/dev/null || true)
   say "the demo app runs; its page, through the Service: curl http://${cluster_ip:-CLUSTER-IP}/"
 else
-  say "the demo pods are not running. Until kybern's controllers and node agent land, a Deployment"
-  say "gets no running pods (none are created, or they stay Pending): that is expected for now."
-  say "The API server, the stored objects and kubectl work already."
+  say "the demo pods are not running after 60s (Podman may still be starting them);"
+  say "see $kk describe pods -n demo, and the server log $LOG"
 fi
 cat <<EOF
 
