@@ -112,7 +112,7 @@ class NodeIpamController(QueueController):
             raise  # a conflict: look again at the node as it is now
         log.info("node {}: podCIDR {}", key, cidr)
         self.recorder.event(
-            {"kind": "Node", "apiVersion": "v1", "metadata": {"name": key, "uid": key}},
+            {"kind": "Node", "apiVersion": "v1", "metadata": {"name": key, "uid": util.uid_of(node)}},
             "Normal",
             "CIDRAssignmentSucceeded",
             f"Node {key} got podCIDR {cidr}",
