@@ -53,6 +53,26 @@ REQ = "requiredDuringSchedulingIgnoredDuringExecution"
 PREF = "preferredDuringSchedulingIgnoredDuringExecution"
 
 
+#: id of a pod's required anti-affinity list -> (the list, its compiled terms): every incoming
+#: pod checks every existing pod's terms, so selectors are parsed once per pod, not per check
+_compiled: dict[int, tuple[list[Any], list[Term]]] = {}
+_MAX_COMPILED = 50_000
+
+
+def _compiled_anti_terms(pod: PodInfo) -> list[Term]:
+    raw = _terms(pod, "podAntiAffinity", REQ)
+    if not raw:
+        return []
+    hit = _compiled.get(id(raw))
+    if hit is not None and hit[0] is raw:
+        return hit[1]
+    if len(_compiled) >= _MAX_COMPILED:
+        _compiled.clear()
+    terms = [Term(t, pod.namespace) for t in raw]
+    _compiled[id(raw)] = (raw, terms)
+    return terms
+
+
 def _domains(term: Term, all_nodes: list[NodeInfo]) -> dict[str, int]:
     """Matching pods per topology value of ``term.key``."""
     counts: dict[str, int] = {}
@@ -75,8 +95,7 @@ def kybern_sched_pre_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInf
     marked = compress(state.all_nodes, map(_ANTI_COUNT, state.all_nodes))
     for node in marked:
         for other in node.pods.values():
-            for raw in _terms(other, "podAntiAffinity", REQ):
-                term = Term(raw, other.namespace)
+            for term in _compiled_anti_terms(other):
                 value = node.labels.get(term.key)
                 if value is not None and term.matches(pod):
                     existing.append((term.key, value))
