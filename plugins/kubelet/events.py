@@ -21,7 +21,12 @@ log = logger.bind(component="kubelet")
 
 #: forget an aggregated event after this long without repeats (client-go keeps ~10 min)
 _DEDUP_TTL_S = 600.0
-_MAX_QUEUE = 10_000
+#: events waiting to be posted; beyond this they are dropped (kubelet's broadcaster: 1000)
+_MAX_QUEUE = 1000
+#: writes per second to the API, for the whole process (kubelet's --event-qps/--event-burst);
+#: a thousand hollow nodes together stay within what one kubelet may send
+EVENT_QPS = 50.0
+EVENT_BURST = 100
 
 
 def now_rfc3339() -> str:
@@ -70,8 +75,17 @@ class EventRecorder:
             log.debug("event queue full; dropping {} {}", reason, message)
 
     async def _run(self) -> None:
+        tokens = float(EVENT_BURST)
+        last = time.monotonic()
         while True:
             item = await self._queue.get()
+            now = time.monotonic()
+            tokens = min(float(EVENT_BURST), tokens + (now - last) * EVENT_QPS)
+            last = now
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) / EVENT_QPS)
+                tokens, last = 1.0, time.monotonic()
+            tokens -= 1
             try:
                 await self._post(*item)
             except Exception as exc:  # events must never take the kubelet down
