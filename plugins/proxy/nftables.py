@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import os
+import re
 from dataclasses import dataclass, field
 
 from kybern.plugins.proxy.model import Endpoint, ServiceState
@@ -66,7 +69,7 @@ def skeleton(table: str) -> str:
 add table ip {table}
 delete table ip {table}
 table ip {table} {{
-    comment "kybern service proxy: do not edit, rebuilt by the proxy"
+    comment "kybern service proxy pid={os.getpid()}: do not edit, rebuilt by the proxy"
     map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
     map service-nodeports {{ type inet_proto . inet_service : verdict; }}
     map no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
@@ -280,3 +283,46 @@ async def nft_usable() -> str | None:
 
 async def delete_table(table: str) -> None:
     await run_nft(f"add table ip {table}\ndelete table ip {table}\n")
+
+
+async def remove_orphan_tables(prefix: str = "kybern-proxy-") -> list[str]:
+    """Delete proxy tables whose process is gone (killed without its shutdown), so their stale
+    DNATs cannot catch traffic for ClusterIPs that a later cluster on this host reuses.
+
+    A table names its owner in its comment (``pid=N``); tables without one are left alone.
+    """
+    removed: list[str] = []
+    listing = json.loads(await _nft("-j", "list", "tables") or "{}")
+    for item in listing.get("nftables") or []:
+        table = item.get("table") or {}
+        name = table.get("name") or ""
+        if table.get("family") != "ip" or not name.startswith(prefix):
+            continue
+        text = await _nft("list", "table", "ip", name)
+        match = re.search(r'comment "kybern service proxy pid=(\d+)', text or "")
+        if match is None or _alive(int(match.group(1))):
+            continue
+        try:
+            await delete_table(name)
+            removed.append(name)
+        except NftError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _nft(*args: str) -> str | None:
+    proc = await asyncio.create_subprocess_exec(
+        "nft", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    out, _ = await proc.communicate()
+    return out.decode(errors="replace") if proc.returncode == 0 else None

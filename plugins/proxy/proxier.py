@@ -19,7 +19,13 @@ from kybern.client import ApiClient
 from kybern.informers import SharedInformerFactory
 from kybern.plugins.proxy import nftables
 from kybern.plugins.proxy.model import SERVICE_NAME_LABEL, ServiceState, desired_state
-from kybern.plugins.proxy.routes import RouteManager, ensure_ip_forward, local_addresses, node_routes
+from kybern.plugins.proxy.routes import (
+    RouteManager,
+    ensure_bridge_netfilter,
+    ensure_ip_forward,
+    local_addresses,
+    node_routes,
+)
 from loguru import logger
 
 log = logger.bind(component="proxy")
@@ -73,6 +79,9 @@ class NftablesProxier:
 
     async def start(self) -> None:
         await ensure_ip_forward()
+        await ensure_bridge_netfilter()
+        for orphan in await nftables.remove_orphan_tables():
+            log.info("removed table ip {} (its proxy process is gone)", orphan)
         await nftables.run_nft(nftables.skeleton(self.table))
         self._rebuild = False
         self.factory.start()

@@ -108,3 +108,34 @@ async def ensure_ip_forward() -> None:
         log.info("enabled net.ipv4.ip_forward")
     except OSError as exc:
         log.warning("cannot enable net.ipv4.ip_forward: {}", exc)
+
+
+async def ensure_bridge_netfilter() -> None:
+    """Bridged IPv4 must pass the ip hooks (br_netfilter, bridge-nf-call-iptables=1).
+
+    A pod that reaches a ClusterIP whose chosen endpoint sits on the same bridge is DNATed on
+    the way in (routed: its packets go to the gateway), but the endpoint's reply is bridged
+    straight back to the client. Without br_netfilter conntrack never sees that reply, the
+    source is not translated back to the ClusterIP, and the client drops it. kube-proxy and
+    k3s need the same module; the proxy loads it when it can and says so when it cannot.
+    """
+    path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    try:
+        with open(path) as f:
+            if f.read().strip() == "1":
+                return
+    except FileNotFoundError:
+        proc = await asyncio.create_subprocess_exec(
+            "modprobe", "br_netfilter", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        await proc.wait()
+    try:
+        with open(path, "w") as f:
+            f.write("1")
+        log.info("enabled net.bridge.bridge-nf-call-iptables (br_netfilter)")
+    except OSError as exc:
+        log.warning(
+            "br_netfilter unavailable ({}): pods reaching a service endpoint on their own node's bridge "
+            "will fail unless their traffic is masqueraded",
+            exc,
+        )

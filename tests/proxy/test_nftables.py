@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import os
+import subprocess
 import time
 from typing import Any
 
@@ -18,7 +20,7 @@ from kybern.plugins.proxy.routes import ROUTE_PROTO, local_addresses
 from support.cluster import Server
 
 from .helpers import client_for, make_service, set_endpoints
-from .nettopo import Topology, get, sh
+from .nettopo import HTTP_PORT, Topology, get, sh
 
 
 def _eps(proxier: NftablesProxier, name: str) -> set[str]:
@@ -51,7 +53,9 @@ def test_clusterip_balances_follows_endpoints_and_serves_pods(
         cip = svc["spec"]["clusterIP"]
         url = f"http://{cip}/"
         await set_endpoints(api, "web", [h.ip for h in hosts], not_ready=(spare.ip,))
-        proxier = await _start(server, node_name)
+        # the test bridge as the cluster CIDR: the client "pod" is not masqueraded, so replies
+        # from an endpoint on its own bridge must be un-NATed by the bridge netfilter path
+        proxier = await _start(server, node_name, cluster_cidr=f"10.99.{net.subnet}.0/24")
         try:
             assert await proxier.wait_until(lambda _s: _eps(proxier, "web") == {h.ip for h in hosts}, 10)
             seen = await _count(url, 300)
@@ -161,14 +165,24 @@ def test_rules_removed_on_stop_and_rebuilt_at_start(server: Server, net: Topolog
             # a leftover from a crashed run: a stale chain and element must not survive the start
             sh("nft", "add", "table", "ip", table)
             sh("nft", "add", "chain", "ip", table, "stale-chain")
+            # tables of proxies that died without cleaning up go; live ones' tables stay
+            dead = subprocess.Popen(["true"])
+            dead.wait()
+            for suffix, pid in (("dead", dead.pid), ("alive", os.getpid())):
+                comment = f'{{ comment "kybern service proxy pid={pid}: test"; }}'
+                sh("nft", "add", "table", "ip", f"{table}-{suffix}", comment)
             proxier = await _start(server, node_name)
             try:
+                assert _table(f"{table}-dead") is None
+                assert _table(f"{table}-alive") is not None
                 names = {o["chain"]["name"] for o in _table(table)["nftables"] if "chain" in o}  # type: ignore[index]
                 assert "stale-chain" not in names
                 assert await asyncio.to_thread(get, url) == host.name
             finally:
                 await proxier.stop()
         finally:
+            for suffix in ("dead", "alive"):
+                sh("nft", "delete", "table", "ip", f"{table}-{suffix}", check=False)
             await api.delete("services", "rebuild", namespace="default")
             await api.close()
 
@@ -217,3 +231,15 @@ def test_routes_to_other_nodes_pod_cidrs(server: Server, net: Topology, node_nam
             await api.close()
 
     asyncio.run(scenario())
+
+
+def test_pods_on_two_local_bridges_reach_each_other_without_routes(net: Topology) -> None:
+    """Two agents on one machine: each node's bridge is a local interface, so the host routes
+    between them with no route from the proxy (what ``node_routes`` relies on)."""
+    other = Topology().open()
+    try:
+        a = net.add_host(serve=False)
+        b = other.add_host()
+        assert a.fetch(f"http://{b.ip}:{HTTP_PORT}/") == b.name
+    finally:
+        other.close()
