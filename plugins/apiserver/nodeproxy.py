@@ -1,10 +1,9 @@
 """Proxying pod logs, exec and port-forward to the streaming server of the pod's node.
 
 Like kube-apiserver talking to a kubelet: the node's address is its ``InternalIP``, the port
-its ``daemonEndpoints.kubeletEndpoint.Port`` (or the ``node.kybern.io/kubelet-port``
-annotation, which the node agent keeps current when its status still shows the default), the
-caller is authenticated with the node token, and the node's serving certificate is not
-verified (kube's default without ``--kubelet-certificate-authority``; nodes sign their own).
+its ``daemonEndpoints.kubeletEndpoint.Port``, the caller is authenticated with the node token,
+and the node's serving certificate is not verified (kube's default without
+``--kubelet-certificate-authority``; nodes sign their own).
 
 Logs are copied chunk by chunk; WebSocket streams (exec, port-forward) are accepted from the
 client with the subprotocol it offered first that the node speaks too, and frames are pumped
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logger.bind(component="apiserver.nodeproxy")
 
-PORT_ANNOTATION = "node.kybern.io/kubelet-port"
 DEFAULT_KUBELET_PORT = 10250
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
 PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
@@ -49,11 +47,8 @@ async def node_endpoint(srv: ApiServer, node_name: str, pod: str, noun: str) -> 
     host = addresses.get("InternalIP") or addresses.get("ExternalIP") or addresses.get("Hostname")
     if not host:
         raise errors.bad_request(f"node {node_name} has no address")
-    annotation = ((node.get("metadata") or {}).get("annotations") or {}).get(PORT_ANNOTATION)
-    port = int(annotation) if annotation and annotation.isdigit() else 0
-    if not port:
-        endpoint = (status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}
-        port = int(endpoint.get("Port") or DEFAULT_KUBELET_PORT)
+    endpoint = (status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}
+    port = int(endpoint.get("Port") or DEFAULT_KUBELET_PORT)
     with contextlib.suppress(ValueError):
         if ipaddress.ip_address(host).version == 6:
             host = f"[{host}]"

@@ -9,8 +9,8 @@ through ``RunContext.shared["kubelet"].find_container(...)``, which the kubelet 
 
 Endpoints (bearer node token): ``GET /containerLogs/NS/POD/CONTAINER``, WebSocket
 ``/exec/NS/POD/CONTAINER``, ``/attach/...`` (answers 501) and ``/portforward/NS/POD``.
-The port is published on the Node (``status.daemonEndpoints.kubeletEndpoint.Port`` and the
-annotation :data:`PORT_ANNOTATION`, which survives the kubelet's own status writes).
+The port goes into ``RunContext.shared["kubelet.streams_port"]``, from where the kubelet writes
+it to ``Node.status.daemonEndpoints.kubeletEndpoint.Port`` (checked and patched here too).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from kybern.components import RunContext
     from kybern.plugins.nodestreams.component import StreamsComponent
 
-#: where the API server finds the streaming port when the node status still shows another
-PORT_ANNOTATION = "node.kybern.io/kubelet-port"
 DEFAULT_PORT = 10250
 
 

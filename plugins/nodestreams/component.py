@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from kybern.client import ApiClient, ApiError
+from kybern.client import ApiClient
 from kybern.components import ConfigurationError, RunContext
-from kybern.plugins.nodestreams import DEFAULT_PORT, PORT_ANNOTATION
+from kybern.plugins.nodestreams import DEFAULT_PORT
 from kybern.plugins.nodestreams.join import fetch_server_ca
 from kybern.plugins.nodestreams.server import StreamServer
 from kybern.plugins.nodestreams.tls import ensure_serving_cert, server_context
@@ -20,7 +20,7 @@ from loguru import logger
 
 log = logger.bind(component="kubelet-streams")
 
-#: how often the Node's port annotation is checked (a re-registered Node loses it)
+#: how often the Node's daemonEndpoints port is checked
 REPUBLISH_S = 30.0
 
 
@@ -97,21 +97,20 @@ class StreamsComponent:
         log.info("node streaming server (logs/exec/port-forward) on port {}", self.port)
 
     async def _publish(self) -> None:
-        """Put the port on the Node once the kubelet registered it, and keep it there."""
+        """Make sure the Node shows the port. The kubelet writes it from
+        ``shared["kubelet.streams_port"]`` with its status; this covers a kubelet that does not
+        (its next full status write would undo it, which is why the check repeats)."""
         if self.ctx.api is None:
             return
         name = self.ctx.config.node_name
-        delay = 0.5
+        delay = 1.0
         while True:
             try:
                 if self._api is None:
                     self._api = self.ctx.api("kubelet-streams")
                 node = await self._api.get("nodes", name)
-                annotations = (node.get("metadata") or {}).get("annotations") or {}
-                if annotations.get(PORT_ANNOTATION) != str(self.port):
-                    await self._api.patch(
-                        "nodes", name, {"metadata": {"annotations": {PORT_ANNOTATION: str(self.port)}}}
-                    )
+                endpoint = ((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint")
+                if (endpoint or {}).get("Port") != self.port:
                     await self._api.patch(
                         "nodes",
                         name,
@@ -122,11 +121,8 @@ class StreamsComponent:
                 delay = REPUBLISH_S
             except asyncio.CancelledError:
                 raise
-            except ApiError as exc:
-                log.debug("node {} not ready for the streaming port yet: {}", name, exc)
-                delay = min(delay * 2, 5.0)
-            except Exception as exc:
-                log.debug("publishing the streaming port failed: {}", exc)
+            except Exception as exc:  # not registered yet, API unreachable for a moment
+                log.debug("publishing the streaming port on node {} failed: {}", name, exc)
                 delay = min(delay * 2, 5.0)
             await asyncio.sleep(delay)
 
