@@ -298,6 +298,44 @@ async def throughput(client: HttpApiClient, nodes: int, pods: int, concurrency: 
         )
 
 
+async def api_ceiling(client: HttpApiClient, count: int, concurrency: int, node: str) -> None:
+    """The API server alone: pods for a scheduler nobody runs, created and then bound
+    straight through pods/binding by this client. Two writes of the three the scheduler path
+    makes per pod (create, binding, Scheduled event), with no scheduler in the way."""
+    ns = "ceiling"
+    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    start = time.monotonic()
+    await bounded(
+        concurrency,
+        [
+            client.create("pods", pod(f"c{i:05d}", ns, "1m", "1Mi", schedulerName="nobody"), namespace=ns)
+            for i in range(count)
+        ],
+    )
+    created = time.monotonic()
+
+    def binding(i: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": f"c{i:05d}", "namespace": ns},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+
+    await bounded(
+        concurrency,
+        [
+            client.create("pods", binding(i), namespace=ns, name=f"c{i:05d}", subresource="binding")
+            for i in range(count)
+        ],
+    )
+    bound = time.monotonic()
+    print(
+        f"API server alone: {count / (created - start):.0f} pod creates/s, "
+        f"{count / (bound - created):.0f} bindings/s (concurrency {concurrency})"
+    )
+
+
 def decisions_only(nodes: int, pods: int) -> None:
     """The scheduling cycle alone, in this process: the default profile's real plugins (loaded
     from their entry points) over in-memory NodeInfos, each pod assumed on its node. This is
@@ -402,6 +440,9 @@ async def main(args: argparse.Namespace) -> None:
         await throughput(client, args.nodes, args.pods, args.concurrency, args.hollow)
         if args.pack_pods:
             await packing(client, args.pack_nodes, args.pack_pods)
+        if args.ceiling:
+            node = "node-00000" if not args.hollow else "hollow-0"
+            await api_ceiling(client, args.ceiling, args.concurrency, node)
     finally:
         await client.close()
         for process in (agent, proc):
@@ -433,6 +474,9 @@ if __name__ == "__main__":
         "--hollow",
         action="store_true",
         help="hollow nodes from `kybern agent --runtime simulated` instead of Node objects",
+    )
+    parser.add_argument(
+        "--ceiling", type=int, default=1000, help="pods for the API-server-alone figure (0: skip)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the server's data dir and log")
     asyncio.run(main(parser.parse_args()))
