@@ -30,7 +30,13 @@ log = logger.bind(component="apiserver.nodeproxy")
 
 DEFAULT_KUBELET_PORT = 10250
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
-PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
+#: the first is kubectl's (SPDY/3.1 inside the WebSocket), the others the Python client's
+PORTFORWARD_PROTOCOLS = (
+    "SPDY/3.1+portforward.k8s.io",
+    "v4.channel.k8s.io",
+    "portforward.k8s.io",
+    "channel.k8s.io",
+)
 REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 501: "NotImplemented"}
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from kybern.plugins.nodestreams import spdy
 from kybern.plugins.nodestreams.join import split_token
 from kybern.runtime import ContainerRuntimeError, ContainerStatus
 from loguru import logger
@@ -25,7 +26,12 @@ from loguru import logger
 log = logger.bind(component="kubelet-streams")
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "channel.k8s.io")
-PORTFORWARD_PROTOCOLS = ("v4.channel.k8s.io", "portforward.k8s.io", "channel.k8s.io")
+PORTFORWARD_PROTOCOLS = (
+    "SPDY/3.1+portforward.k8s.io",
+    "v4.channel.k8s.io",
+    "portforward.k8s.io",
+    "channel.k8s.io",
+)
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -221,11 +227,13 @@ class StreamServer:
         """kube's WebSocket port-forward: for the i-th port, channel 2i carries data and 2i+1
         errors; the first frame on each is the port number (little-endian uint16)."""
         q = request.query
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        tunnel = spdy.PROTOCOL in [p.strip() for p in offered.split(",")]
         try:
             ports = [int(p) for v in q.getall("ports", []) + q.getall("port", []) for p in v.split(",") if p]
         except ValueError:
             return text_error(400, "invalid port number")
-        if not ports or any(not 0 < p < 65536 for p in ports):
+        if not tunnel and (not ports or any(not 0 < p < 65536 for p in ports)):
             return text_error(400, "port-forward needs at least one valid port (?ports=80)")
         runtime, status = await self._find(request, None)
         ip = next((s.ip for s in await runtime.list_sandboxes() if s.uid == status.pod_uid), None)
@@ -235,6 +243,12 @@ class StreamServer:
         if not ws.can_prepare(request).ok:
             return text_error(400, "port-forward needs a WebSocket upgrade (v4.channel.k8s.io)")
         await ws.prepare(request)
+        if ws.ws_protocol == spdy.PROTOCOL:  # kubectl's port-forward
+            try:
+                await spdy.SpdyPortForward(ws, ip, request.match_info["pod"]).run()
+            finally:
+                await ws.close()
+            return ws
         writers: dict[int, asyncio.StreamWriter] = {}
         pumps: list[asyncio.Task[None]] = []
         for i, port in enumerate(ports):

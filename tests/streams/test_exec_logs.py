@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import socket
 import struct
 import subprocess
 import termios
@@ -32,7 +33,8 @@ spec:
   - name: main
     image: {BUSYBOX}
     command: [sh, -c, 'for i in 1 2 3 4 5; do echo "line $i"; done; echo oops >&2;
-      mkdir -p /www; echo hello-www > /www/index.html; httpd -p 8080 -h /www;
+      mkdir -p /www; echo hello-www > /www/index.html; head -c 300000 /dev/zero > /www/big;
+      httpd -p 8080 -h /www;
       while true; do sleep 1; echo tick; done']
   - name: side
     image: {BUSYBOX}
@@ -152,7 +154,7 @@ spec:
 
 def test_exec_output_exit_code_and_stdin(cluster: Cluster, talker: str) -> None:
     out = cluster.kubectl("exec", talker, "-c", "main", "--", "ls", "/www")
-    assert out.stdout == "index.html\n"
+    assert out.stdout == "big\nindex.html\n"
     split = cluster.kubectl("exec", talker, "-c", "main", "--", "sh", "-c", "echo out; echo err >&2")
     assert split.stdout == "out\n" and "err" in split.stderr
     failed = cluster.kubectl("exec", talker, "-c", "main", "--", "sh", "-c", "exit 3", check=False)
@@ -274,3 +276,37 @@ def test_python_client_port_forward(core_api: Any, talker: str) -> None:
     assert reply.startswith(b"HTTP/1.") and b"hello-www" in reply, reply
     assert pf.error(8080) is None
     pf.close()
+
+
+def _http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+def test_kubectl_port_forward(cluster: Cluster, talker: str) -> None:
+    """kubectl 1.32 speaks SPDY/3.1 inside a WebSocket; several connections, one big reply."""
+    proc = subprocess.Popen(
+        kubectl_cmd(cluster, "port-forward", talker, ":8080"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8080", first)
+        assert match, first
+        port = int(match.group(1))
+        for _ in range(2):
+            reply = _http_get(port, "/index.html")
+            assert reply.startswith(b"HTTP/1.") and reply.endswith(b"hello-www\n"), reply
+        big = _http_get(port, "/big")
+        assert big.endswith(b"\0" * 300000) and b"Content-Length: 300000" in big, big[:200]
+        missing = _http_get(port, "/nope")
+        assert b" 404 " in missing.split(b"\r\n")[0]
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
