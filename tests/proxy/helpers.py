@@ -14,20 +14,32 @@ def client_for(server: Server) -> HttpApiClient:
 
 
 async def make_service(
-    api: HttpApiClient, name: str, port: int = 80, kind: str = "ClusterIP", **spec: Any
+    api: HttpApiClient,
+    name: str,
+    port: int = 80,
+    kind: str = "ClusterIP",
+    protocol: str = "TCP",
+    port_name: str = "http",
+    **spec: Any,
 ) -> dict[str, Any]:
     """A selector-less Service (no controller writes its endpoints: the test does)."""
     body = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"type": kind, "ports": [{"name": "http", "port": port, "protocol": "TCP"}], **spec},
+        "spec": {"type": kind, "ports": [{"name": port_name, "port": port, "protocol": protocol}], **spec},
     }
     return await api.create("services", body, namespace="default")
 
 
 async def set_endpoints(
-    api: HttpApiClient, service: str, ips: list[str], port: int = 8080, not_ready: tuple[str, ...] = ()
+    api: HttpApiClient,
+    service: str,
+    ips: list[str],
+    port: int = 8080,
+    not_ready: tuple[str, ...] = (),
+    protocol: str = "TCP",
+    port_name: str = "http",
 ) -> None:
     """Create or replace the service's single EndpointSlice."""
     name = f"{service}-test"
@@ -43,7 +55,7 @@ async def set_endpoints(
             },
         },
         "addressType": "IPv4",
-        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+        "ports": [{"name": port_name, "port": port, "protocol": protocol}],
         "endpoints": [{"addresses": [ip], "conditions": {"ready": ip not in not_ready}} for ip in ips],
     }
     res = "endpointslices.discovery.k8s.io"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -48,9 +49,26 @@ class Host:
     name: str  # namespace name, and what its httpd answers
     ip: str
     process: subprocess.Popen[bytes] | None = None
+    extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh("ip", "netns", "exec", self.name, *args, check=check)
+
+    def serve_udp(self, port: int) -> subprocess.Popen[bytes]:
+        """A UDP server answering every datagram with this host's name."""
+        code = (
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"s.bind(('0.0.0.0', {port}))\n"
+            f"while True:\n d, a = s.recvfrom(2048); s.sendto({self.name!r}.encode(), a)"
+        )
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.name, sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.extra.append(proc)
+        return proc
 
     def fetch(self, url: str) -> str:
         """GET from inside this namespace, as a pod would (busybox wget crashes in netns here)."""
@@ -121,9 +139,10 @@ class Topology:
 
     def close(self) -> None:
         for host in self.hosts:
-            if host.process is not None and host.process.poll() is None:
-                host.process.kill()
-                host.process.wait()
+            for proc in [host.process, *host.extra]:
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
             sh("ip", "netns", "del", host.name, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
@@ -148,3 +167,16 @@ def wait_http(url: str, timeout: float = 10) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def udp_ask(host: str, port: int, timeout: float = 3, tries: int = 10) -> str:
+    """One datagram out, the answer back (retried: the first may race the server's start)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout / tries)
+        for _ in range(tries):
+            sock.sendto(b"who", (host, port))
+            try:
+                return sock.recv(2048).decode()
+            except TimeoutError:
+                continue
+    raise TimeoutError(f"no UDP answer from {host}:{port}")

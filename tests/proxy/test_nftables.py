@@ -20,7 +20,7 @@ from kybern.plugins.proxy.routes import ROUTE_PROTO, local_addresses
 from support.cluster import Server
 
 from .helpers import client_for, make_service, set_endpoints
-from .nettopo import HTTP_PORT, Topology, get, sh
+from .nettopo import HTTP_PORT, Topology, get, sh, udp_ask
 
 
 def _eps(proxier: NftablesProxier, name: str) -> set[str]:
@@ -243,3 +243,25 @@ def test_pods_on_two_local_bridges_reach_each_other_without_routes(net: Topology
         assert a.fetch(f"http://{b.ip}:{HTTP_PORT}/") == b.name
     finally:
         other.close()
+
+
+def test_udp_service(server: Server, net: Topology, node_name: str) -> None:
+    hosts = [net.add_host(serve=False) for _ in range(2)]
+    for h in hosts:
+        h.serve_udp(5353)
+
+    async def scenario() -> None:
+        api = client_for(server)
+        svc = await make_service(api, "dnsish", port=53, protocol="UDP", port_name="dns")
+        await set_endpoints(api, "dnsish", [h.ip for h in hosts], port=5353, protocol="UDP", port_name="dns")
+        proxier = await _start(server, node_name)
+        try:
+            assert await proxier.wait_until(lambda _s: len(_eps(proxier, "dnsish")) == 2, 10)
+            answer = await asyncio.to_thread(udp_ask, svc["spec"]["clusterIP"], 53)
+            assert answer in {h.name for h in hosts}
+        finally:
+            await proxier.stop()
+            await api.delete("services", "dnsish", namespace="default")
+            await api.close()
+
+    asyncio.run(scenario())

@@ -11,7 +11,7 @@ from kybern.plugins.userspaceproxy.proxier import UserspaceProxier
 from support.cluster import Server
 
 from .helpers import client_for, make_service, set_endpoints
-from .nettopo import Topology, get, sh
+from .nettopo import Topology, get, sh, udp_ask
 
 
 @pytest.fixture
@@ -69,5 +69,26 @@ def test_userspace_clusterip_nodeport_and_endpoint_changes(
                 pass
             await api.close()
         assert sh("ip", "link", "show", interface, check=False).returncode != 0, "interface left behind"
+
+    asyncio.run(scenario())
+
+
+def test_userspace_udp(server: Server, net: Topology, interface: str) -> None:
+    host = net.add_host(serve=False)
+    host.serve_udp(5353)
+
+    async def scenario() -> None:
+        api = client_for(server)
+        svc = await make_service(api, "udns", port=53, protocol="UDP", port_name="dns")
+        await set_endpoints(api, "udns", [host.ip], port=5353, protocol="UDP", port_name="dns")
+        proxier = UserspaceProxier(client_for(server), interface=interface, node_ports=False)
+        await proxier.start()
+        try:
+            assert await proxier.wait_until(lambda _s: _eps(proxier, "udns") == {host.ip}, 10)
+            assert await asyncio.to_thread(udp_ask, svc["spec"]["clusterIP"], 53) == host.name
+        finally:
+            await proxier.stop()
+            await api.delete("services", "udns", namespace="default")
+            await api.close()
 
     asyncio.run(scenario())
