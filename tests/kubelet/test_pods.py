@@ -144,6 +144,11 @@ def test_failing_liveness_restarts_and_failing_readiness_unreadies(cluster: Clus
     image: {BUSYBOX}
     command: ["sleep", "3600"]
     readinessProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1}}
+  - name: slowstart
+    image: {BUSYBOX}
+    command: ["sh", "-c", "sleep 2; touch /tmp/started; sleep 3600"]
+    startupProbe: {{exec: {{command: [test, -f, /tmp/started]}}, periodSeconds: 1, failureThreshold: 30}}
+    livenessProbe: {{exec: {{command: [test, -f, /tmp/started]}}, periodSeconds: 1, failureThreshold: 1}}
 """
     cluster.apply(pod_manifest("probed", containers))
 
@@ -156,6 +161,14 @@ def test_failing_liveness_restarts_and_failing_readiness_unreadies(cluster: Clus
     assert pod["status"]["phase"] == "Running"
     unready = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "unready")
     assert "running" in unready["state"] and unready["ready"] is False and unready["restartCount"] == 0
+
+    # liveness only starts once the startup probe succeeded: it would have failed before
+    def slow_started() -> dict | None:
+        statuses = cluster.pod("probed")["status"]["containerStatuses"]
+        return next((x for x in statuses if x["name"] == "slowstart" and x["started"]), None)
+
+    slow = cluster.wait_for("slowstart started", slow_started)
+    assert slow["restartCount"] == 0 and slow["ready"]
     conds = {c["type"]: c for c in pod["status"]["conditions"]}
     assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "ContainersNotReady"
     events = cluster.events("probed")

@@ -154,3 +154,43 @@ def test_qos_classes() -> None:
     assert (
         qos_class(pod({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}})) == "Burstable"
     )
+
+
+def test_probe_handlers_tcp_and_http_against_real_sockets() -> None:
+    from aiohttp import web
+    from kybern.plugins.kubelet.probes import resolve_named_port, run_handler
+
+    async def scenario() -> list[tuple[bool, str]]:
+        app = web.Application()
+
+        async def ok(_: web.Request) -> web.Response:
+            return web.Response(text="fine")
+
+        async def bad(_: web.Request) -> web.Response:
+            return web.Response(status=500)
+
+        app.router.add_get("/ok", ok)
+        app.router.add_get("/bad", bad)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            named = resolve_named_port({"httpGet": {"path": "/ok", "port": "web"}},
+                                       {"ports": [{"name": "web", "containerPort": port}]})  # fmt: skip
+            return [
+                await run_handler(None, "", {"tcpSocket": {"port": port}}, "127.0.0.1", 2),  # type: ignore[arg-type]
+                await run_handler(None, "", named, "127.0.0.1", 2),  # type: ignore[arg-type]
+                await run_handler(None, "", {"httpGet": {"path": "/bad", "port": port}}, "127.0.0.1", 2),  # type: ignore[arg-type]
+            ]
+        finally:
+            await runner.cleanup()
+
+    tcp, http_ok, http_bad = asyncio.run(scenario())
+    assert tcp[0] and http_ok[0]
+    assert not http_bad[0] and "statuscode: 500" in http_bad[1]
+    from support.cluster import free_port
+
+    closed = asyncio.run(run_handler(None, "", {"tcpSocket": {"port": free_port()}}, "127.0.0.1", 2))  # type: ignore[arg-type]
+    assert not closed[0] and "dial tcp" in closed[1]
