@@ -9,6 +9,7 @@ import collections
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -131,3 +132,11 @@ def test_service_from_host_and_pod_follows_scaling(cluster) -> None:  # type: ig
     cluster.wait_for("only the 2 remaining pods served", lambda: set(_hits(url, 40)) == remaining, timeout=30)
     seen = _hits(url, 100)
     assert set(seen) == remaining, seen
+    # scale up: the new pod is served soon after it turns Ready (figure printed, not asserted)
+    cluster.kubectl("scale", "deployment", "web", "--replicas", "3")
+    new_pod = cluster.wait_for(
+        "a third ready pod", lambda: _ready_pods(cluster) - remaining, timeout=120, interval=0.1
+    )
+    ready_at = time.monotonic()
+    cluster.wait_for("the new pod served", lambda: set(_hits(url, 10)) & new_pod, timeout=30, interval=0.05)
+    print(f"new pod served {time.monotonic() - ready_at:.2f}s after the API showed it Ready")
