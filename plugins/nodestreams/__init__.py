@@ -1,5 +1,6 @@
-"""The node's streaming server (the kubelet's port 10250 role): ``kubectl logs``, ``exec``
-and the Python client's port-forward, served per node over HTTPS for the API server to proxy.
+"""The node's streaming server (the kubelet's port 10250 role): ``kubectl logs``, ``exec`` and
+``port-forward`` (kubectl's SPDY-in-WebSocket and the Python client's WebSocket protocol),
+served per node over HTTPS for the API server to proxy.
 
 It is its own component (``kubelet-streams``) in the ``kubelet`` group, so ``--disable
 kubelet`` turns it off too. It starts just before the kubelet: on an agent it first fetches and

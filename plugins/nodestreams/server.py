@@ -46,14 +46,15 @@ def text_error(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message, content_type="text/plain")
 
 
-def exit_status(rc: int) -> dict[str, Any]:
+def exit_status(rc: int, command: list[str]) -> dict[str, Any]:
     """The Status on channel 3 that kubectl and the Python client read the exit code from."""
     if rc == 0:
         return {"metadata": {}, "status": "Success"}
     return {
         "metadata": {},
         "status": "Failure",
-        "message": f"command terminated with non-zero exit code: error executing command, exit code {rc}",
+        "message": f"command terminated with non-zero exit code: error executing command "
+        f"[{' '.join(command)}], exit code {rc}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(rc)}]},
     }
@@ -185,7 +186,7 @@ class StreamServer:
                     continue
                 await ws.send_bytes(bytes([channel]) + chunk)
             rc = await session.wait()
-            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(rc)).encode())
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(rc, command)).encode())
         except (ConnectionResetError, ContainerRuntimeError, RuntimeError) as exc:
             log.debug("exec stream ended early: {}", exc)
         finally:
