@@ -20,6 +20,11 @@ default 300 s (only tolerations of exactly that admission default) so a cluster 
 sooner or later. Deleted pods stay Terminating until their kubelet confirms (as on kube): the
 ReplicaSet does not count them and creates replacements on healthy nodes.
 
+Like kube, evictions stop when every zone (topology.kubernetes.io/region and zone labels) has
+lost all its nodes, which points at the control plane's own network rather than the nodes
+(NoExecute taints even come off then), and in small zones (<= 50 nodes) in partial disruption
+(more than 2 and at least 55 % of the nodes not ready).
+
 The pod garbage collector (kube's podgc, controller ``podgc``) lives here too: it removes the
 pods that nobody else would (see ``PodGarbageCollector``).
 """
@@ -57,6 +62,12 @@ CONDITION_TAINTS = {
 MANAGED_KEYS = frozenset({NOT_READY, UNREACHABLE, UNSCHEDULABLE, *(k for _, k in CONDITION_TAINTS.values())})
 #: conditions a kubelet reports (the ones turned Unknown)
 OUT_OF_SERVICE = "node.kubernetes.io/out-of-service"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+NORMAL, PARTIAL_DISRUPTION, FULL_DISRUPTION = "Normal", "PartialDisruption", "FullDisruption"
+#: kube's --unhealthy-zone-threshold and --large-cluster-size-threshold
+UNHEALTHY_ZONE_THRESHOLD = 0.55
+LARGE_CLUSTER_THRESHOLD = 50
 #: how long a pod's node must be missing before the pod is collected (kube's quarantineTime)
 ORPHAN_QUARANTINE = 40.0
 KUBELET_CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
@@ -94,6 +105,7 @@ class NodeLifecycleController:
         self.pods.add_indexers({NODE_INDEX: index_by_node_name})
         #: node name -> (last observed heartbeat marker, monotonic time it was observed)
         self.probes: dict[str, tuple[Any, float]] = {}
+        self._all_down = False
         self._stop = asyncio.Event()
 
     async def run(self, workers: int) -> None:
@@ -130,14 +142,27 @@ class NodeLifecycleController:
 
     async def monitor(self) -> None:
         now = time.monotonic()
-        names = set()
+        nodes = []
         for node in self.nodes.store.list():
-            name = util.name_of(node)
-            names.add(name)
             if self._stale(node, now):
                 node = await self._mark_unknown(node)
-            await self._reconcile_taints(node)
-            await self._evict(node)
+            nodes.append(node)
+        states = zone_states(nodes)
+        all_down = bool(states) and all(state == FULL_DISRUPTION for state, _ in states.values())
+        if all_down and not self._all_down:
+            log.warning("every zone lost all its nodes: evictions halted (control plane disconnected?)")
+        self._all_down = all_down
+        for node in nodes:
+            state, size = states.get(zone_of(node), (NORMAL, 0))
+            # kube: no evictions when every zone is down (NoExecute taints even come off), none
+            # in a small zone in partial disruption (its eviction rate is 0)
+            halted = all_down or (state == PARTIAL_DISRUPTION and size <= LARGE_CLUSTER_THRESHOLD)
+            await self._reconcile_taints(
+                node, no_execute="remove" if all_down else "keep" if halted else "manage"
+            )
+            if not halted:
+                await self._evict(node)
+        names = {util.name_of(n) for n in nodes}
         for gone in set(self.probes) - names:
             del self.probes[gone]
 
@@ -225,9 +250,19 @@ class NodeLifecycleController:
             wanted.append((UNSCHEDULABLE, "NoSchedule"))
         return wanted
 
-    async def _reconcile_taints(self, node: util.Obj) -> None:
+    async def _reconcile_taints(self, node: util.Obj, no_execute: str = "manage") -> None:
+        """Make the managed taints match the node's conditions; ``no_execute`` "keep" leaves
+        the NoExecute ones as they are (evictions halted), "remove" takes them off."""
         current = list((node.get("spec") or {}).get("taints") or [])
         wanted = self._wanted_taints(node)
+        if no_execute != "manage":
+            wanted = [w for w in wanted if w[1] != "NoExecute"]
+            if no_execute == "keep":
+                wanted += [
+                    (t.get("key"), "NoExecute")
+                    for t in current
+                    if t.get("effect") == "NoExecute" and t.get("key") in MANAGED_KEYS
+                ]
         keep = [
             t
             for t in current
@@ -436,6 +471,33 @@ class PodGarbageCollector:
                 raise
             return
         log.info("{} pod {}/{}", message, ns, name)
+
+
+def zone_of(node: util.Obj) -> str:
+    """kube's zone key: region and zone labels (nodes without them share the "" zone)."""
+    labels = util.meta(node).get("labels") or {}
+    return f"{labels.get(REGION_LABEL, '')}:\x00:{labels.get(ZONE_LABEL, '')}"
+
+
+def zone_states(nodes: list[util.Obj]) -> dict[str, tuple[str, int]]:
+    """zone -> (state, node count): FullDisruption when no node of the zone is ready,
+    PartialDisruption when more than 2 and at least 55 % are not (kube's ComputeZoneState)."""
+    counts: dict[str, list[int]] = {}
+    for node in nodes:
+        ready = (_condition(node, "Ready") or {}).get("status") == "True"
+        entry = counts.setdefault(zone_of(node), [0, 0])
+        entry[0 if ready else 1] += 1
+    states: dict[str, tuple[str, int]] = {}
+    for zone, (ready, not_ready) in counts.items():
+        total = ready + not_ready
+        if ready == 0 and not_ready > 0:
+            state = FULL_DISRUPTION
+        elif not_ready > 2 and not_ready / total >= UNHEALTHY_ZONE_THRESHOLD:
+            state = PARTIAL_DISRUPTION
+        else:
+            state = NORMAL
+        states[zone] = (state, total)
+    return states
 
 
 def _condition(node: util.Obj, type_: str) -> util.Obj | None:

@@ -193,8 +193,8 @@ def test_lost_node_is_tainted_pods_move_and_it_recovers(server: Server) -> None:
 
 def test_not_ready_node_gets_the_not_ready_taint(server: Server) -> None:
     with Heartbeats(server) as beats:
-        register(server, "nl-sick")
-        beats.nodes.add("nl-sick")
+        register(server, "nl-sick", "nl-b")  # nl-b healthy again: the zone is not all down
+        beats.nodes |= {"nl-sick", "nl-b"}
 
         async def sick() -> None:
             async with client_for(server) as client:
@@ -217,3 +217,22 @@ def test_not_ready_node_gets_the_not_ready_taint(server: Server) -> None:
             lambda: ("node.kubernetes.io/unschedulable", "NoSchedule") in taints(server, "nl-sick"),
             what="unschedulable taint",
         )
+
+
+def test_no_evictions_when_every_node_is_down(server: Server) -> None:
+    """All nodes of the only zone lost: kube blames the control plane's network, halts
+    evictions and takes the NoExecute taints off (NoSchedule ones stay)."""
+    names = [n["metadata"]["name"] for n in list_items(server, "nodes")]
+    assert len(names) >= 3
+    wait_for(
+        lambda: all(conditions(server, n)["Ready"]["status"] == "Unknown" for n in names),
+        what="every node Unknown",
+    )
+    wait_for(
+        lambda: all(
+            ("node.kubernetes.io/unreachable", "NoSchedule") in taints(server, n)
+            and not any(effect == "NoExecute" for _, effect in taints(server, n))
+            for n in names
+        ),
+        what="NoSchedule only",
+    )
