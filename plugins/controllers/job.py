@@ -40,6 +40,7 @@ INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 OWNER_INDEX = "job-controller-uid"
 MAX_BACKOFF = 600.0
+MANAGED_BY = "kubernetes.io/job-controller"
 
 
 def condition(job: util.Obj, type_: str) -> util.Obj | None:
@@ -222,6 +223,9 @@ class JobController(QueueController):
         job = self.jobs.store.get(key)
         if job is None:
             return
+        managed_by = (job.get("spec") or {}).get("managedBy")
+        if managed_by and managed_by != MANAGED_BY:
+            return  # another controller runs this Job (spec.managedBy, beta in 1.32)
         job = {"kind": "Job", "apiVersion": "batch/v1", **copy.deepcopy(job)}
         if is_finished(job) and not util.meta(job).get("deletionTimestamp"):
             # only finalizers of already counted pods may be left

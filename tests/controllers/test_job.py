@@ -299,3 +299,12 @@ def test_pod_failure_policy_ignore_and_fail_job(server: Server) -> None:
     failed = conditions(server, ns, "pfp")["Failed"]
     assert failed["reason"] == "PodFailurePolicy"
     assert "exit code 42 matching FailJob rule at index 0" in failed["message"]
+
+
+def test_a_job_managed_by_another_controller_is_left_alone(server: Server) -> None:
+    ns = create_namespace(server, "job-managed")
+    apply_obj(server, job("theirs", managedBy="example.com/other-controller"), ns)
+    apply_obj(server, job("ours"), ns)
+    wait_for(lambda: active_pods(server, ns, "ours"), what="our job's pod")  # the controller is alive
+    assert job_pods(server, ns, "theirs") == []
+    assert not kubectl_json(server, "get", "job", "theirs", "-n", ns).get("status")
