@@ -303,9 +303,10 @@ class NodeAgent:
 
     async def update_status(self, force: bool = False) -> None:
         """Write the node status when it changed, or as a heartbeat every STATUS_REPORT_S."""
-        if not self.runtime_status.ok or self.network_error:
-            await self.check_runtime()
-            await self.ensure_network() if self.network is None else None
+        # every time: a runtime that worked can break (service gone, storage full, ...)
+        await self.check_runtime()
+        if self.network is None and self.runtime_status.ok:
+            await self.ensure_network()
         status = self._status()
         stale = time.monotonic() - self._status_written_at >= STATUS_REPORT_S
         if (
