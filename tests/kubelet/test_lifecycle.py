@@ -128,3 +128,17 @@ def test_config_map_updates_reach_mounted_files(cluster: Cluster) -> None:
     cluster.wait_for("update in the file", lambda: node.cli("exec", cid, "cat", "/cfg/value") == "two",
                      timeout=90, interval=2)  # fmt: skip
     cluster.kubectl("delete", "pod", "reader", "--wait=true", timeout=60)
+
+
+def test_memory_limit_overrun_is_reported_as_oom_killed(cluster: Cluster) -> None:
+    containers = f"""
+  - name: hog
+    image: {BUSYBOX}
+    command: [sh, -c, 'a=x; while true; do a="$a$a"; done']
+    resources: {{limits: {{memory: 16Mi}}}}
+"""
+    cluster.apply(pod_manifest("hog", containers, "  restartPolicy: Never"))
+    cluster.wait_for("hog Failed", lambda: cluster.pod("hog")["status"].get("phase") == "Failed", timeout=90)
+    terminated = cluster.container_status("hog")["state"]["terminated"]
+    assert terminated["reason"] == "OOMKilled" and terminated["exitCode"] == 137
+    cluster.kubectl("delete", "pod", "hog", "--wait=true", timeout=60)
