@@ -4,6 +4,7 @@ through the API server, which proxies to the node's streaming server."""
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import pty
 import re
@@ -14,6 +15,7 @@ import subprocess
 import termios
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -310,3 +312,16 @@ def test_kubectl_port_forward(cluster: Cluster, talker: str) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_kubectl_cp_both_ways(cluster: Cluster, talker: str, tmp_path: Path) -> None:
+    """``kubectl cp`` is exec with tar: to the pod it needs stdin's end (v5's close frame)."""
+    local = tmp_path / "up.txt"
+    local.write_text("copied up\n" * 1000)
+    cluster.kubectl("cp", str(local), f"{talker}:/tmp/up.txt", "-c", "main")
+    assert cluster.kubectl("exec", talker, "-c", "main", "--", "md5sum", "/tmp/up.txt").stdout.startswith(
+        hashlib.md5(local.read_bytes()).hexdigest()
+    )
+    back = tmp_path / "down.txt"
+    cluster.kubectl("cp", f"{talker}:/tmp/up.txt", str(back), "-c", "main")
+    assert back.read_bytes() == local.read_bytes()
