@@ -97,7 +97,12 @@ class DnsComponent:
         endpoints.add_indexers(ClusterZone.endpoints_indexers())
         pods.add_indexers(ClusterZone.pod_indexers())
         zone = ClusterZone(services.store, endpoints.store, pods.store, self.domain, self.service_cidr)
-        self.server = DnsServer(zone, self.upstreams, self._plugin_records)
+        has_plugins = bool(self.ctx.plugins.hook.kybern_dns_records.get_hookimpls())
+        self.server = server = DnsServer(zone, self.upstreams, self._plugin_records if has_plugins else None)
+        for inf in (services, endpoints, pods):
+            inf.add_event_handler(
+                on_add=server.invalidate, on_update=server.invalidate, on_delete=server.invalidate
+            )
         try:
             await self.server.start(self.host, self.port)
         except OSError as exc:

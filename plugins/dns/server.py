@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,8 @@ log = logger.bind(component="dns")
 Upstream = tuple[str, int]
 #: how long a forwarded question may take per upstream
 FORWARD_TIMEOUT = 2.0
+#: rendered cluster answers kept (the whole cache is dropped on any change anyway)
+MAX_CACHED = 20000
 
 
 def host_resolvers(
@@ -127,6 +130,10 @@ class DnsServer:
             f"ns.dns.{zone.domain}. hostmaster.{zone.domain}. 1 7200 1800 86400 {TTL}",
         )
         self.ns = dns.rrset.from_text(origin, TTL, "IN", "NS", f"ns.dns.{zone.domain}.")
+        #: rendered local answers by query wire minus the ID; cleared whenever a cache the
+        #: zone reads from changes (``invalidate``), so answers are never staler than the API.
+        #: Only used without plugin answers (those may change without any event here).
+        self._answers: dict[bytes, bytes] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -183,14 +190,21 @@ class DnsServer:
         return response
 
     async def resolve(self, wire: bytes, tcp: bool) -> bytes | None:
+        """The reply to one query as received over TCP (or UDP when ``tcp`` is False)."""
+        hit = self.cached(wire, tcp)
+        if hit is not None:
+            return hit
         try:
             query = dns.message.from_wire(wire)
         except dns.exception.DNSException:
             return None
         response = self.answer_local(query)
         if response is None:
-            response = await self.forward(query, tcp)
-        return self.encode(response, query, tcp)
+            return self.encode(await self.forward(query, tcp), query, tcp)
+        reply = self.encode(response, query, tcp)
+        if response.rcode() != dns.rcode.SERVFAIL and self.plugin_records is None:
+            self.remember(wire, reply, tcp)
+        return reply
 
     @staticmethod
     def encode(response: dns.message.Message, query: dns.message.Message, tcp: bool) -> bytes:
@@ -205,6 +219,21 @@ class DnsServer:
             response.authority.clear()
             response.flags |= dns.flags.TC
             return response.to_wire(max_size=limit)
+
+    def invalidate(self, *_: object) -> None:
+        self._answers.clear()
+
+    def cached(self, wire: bytes, tcp: bool = False) -> bytes | None:
+        """A stored answer for the same question (same transport), with this query's ID."""
+        if len(wire) < 12:
+            return None
+        reply = self._answers.get((b"T" if tcp else b"U") + wire[2:])
+        return wire[:2] + reply[2:] if reply is not None else None
+
+    def remember(self, wire: bytes, reply: bytes, tcp: bool = False) -> None:
+        if len(self._answers) >= MAX_CACHED:
+            self._answers.clear()
+        self._answers[(b"T" if tcp else b"U") + wire[2:]] = reply
 
     # --- transport ----------------------------------------------------------------------------
 
@@ -228,6 +257,10 @@ class DnsServer:
         self._udp = transport  # type: ignore[assignment]
 
     def _datagram(self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str, int]) -> None:
+        hit = self.cached(data)
+        if hit is not None:
+            transport.sendto(hit, addr)
+            return
         try:
             query = dns.message.from_wire(data)
         except dns.exception.DNSException:
@@ -239,7 +272,10 @@ class DnsServer:
             response = dns.message.make_response(query)
             response.set_rcode(dns.rcode.SERVFAIL)
         if response is not None:
-            transport.sendto(self.encode(response, query, tcp=False), addr)
+            reply = self.encode(response, query, tcp=False)
+            if response.rcode() != dns.rcode.SERVFAIL and self.plugin_records is None:
+                self.remember(data, reply)
+            transport.sendto(reply, addr)
             return
 
         async def forward() -> None:
@@ -252,6 +288,10 @@ class DnsServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             while True:
                 header = await asyncio.wait_for(reader.readexactly(2), timeout=10)
