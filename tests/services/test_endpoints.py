@@ -242,3 +242,44 @@ def test_slices_split_at_100_and_mirror_selectorless(server: Server) -> None:
             assert addresses(ep) == ["192.0.2.5"]
 
     asyncio.run(go())
+
+
+def test_terminating_pods_drain_in_slices(server: Server) -> None:
+    """A pod being deleted leaves Endpoints at once but stays in its slice as terminating
+    (serving while still Ready), which is what lets a proxy drain it."""
+    ns = "ep-term"
+    server.kubectl("create", "namespace", ns)
+
+    async def go() -> None:
+        async with client_for(server) as client:
+            await client.create("services", service("t", {"app": "t"}, [{"port": 80}]), ns)
+            await start_pod(client, ns, pod_body("t-0", {"app": "t"}), "10.42.3.1")
+            await start_pod(client, ns, pod_body("t-1", {"app": "t"}), "10.42.3.2")
+
+            async def both() -> bool:
+                return addresses(await get_or_none(client, "endpoints", "t", ns)) == [
+                    "10.42.3.1",
+                    "10.42.3.2",
+                ]
+
+            await until(both, what="two ready endpoints")
+            await client.delete("pods", "t-0", ns, grace_period_seconds=60)
+            pod = await client.get("pods", "t-0", ns)
+            assert pod["metadata"].get("deletionTimestamp"), "no kubelet: the pod waits out its grace period"
+
+            async def drained() -> dict | None:
+                ep = await get_or_none(client, "endpoints", "t", ns)
+                if addresses(ep) != ["10.42.3.2"] or addresses(ep, "notReadyAddresses"):
+                    return None
+                eps = {
+                    e["addresses"][0]: e["conditions"]
+                    for s in await slices_of(client, ns, "t")
+                    for e in s["endpoints"]
+                }
+                return eps if eps.get("10.42.3.1", {}).get("terminating") else None
+
+            conditions = await until(drained, what="terminating endpoint in the slice only")
+            assert conditions["10.42.3.1"] == {"ready": False, "serving": True, "terminating": True}
+            assert conditions["10.42.3.2"] == {"ready": True, "serving": True, "terminating": False}
+
+    asyncio.run(go())
