@@ -191,18 +191,13 @@ class PodWorker:
                 self._retry_in(self.node.sandbox_backoff.next((self.uid, "sandbox")))
                 return
         containers = await rt.list_containers(self.uid)
-        if (
-            self.sandbox is not None
-            and containers
-            and not any(c.sandbox_id == self.sandbox.id for c in containers if c.state == "running")
+        if self.sandbox is not None and any(
+            c.sandbox_id and c.sandbox_id != self.sandbox.id for c in containers if c.state == "running"
         ):
-            # the sandbox may have been re-created behind our back: re-check it
-            live = {s.uid: s for s in await rt.list_sandboxes()}.get(self.uid)
-            if live is None or live.state != "ready":
-                self.sandbox = None
-                self.wake()
-                return
-            self.sandbox = live
+            # the sandbox was re-created behind our back (another agent run): look again
+            self.sandbox = None
+            self.wake()
+            return
         async with self.node.start_slots if self._needs_start(spec, containers) else _NO_LIMIT:
             changed = await self._sync_containers(spec, containers)
         if changed:
