@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from contextlib import suppress
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kybern.client import ApiError
@@ -167,6 +168,8 @@ class PodWorker:
             await self._stop_terminal()
             return
         spec = pod.get("spec") or {}
+        if await self._past_deadline(spec):
+            return
         # volumes (refreshed on resync so ConfigMap/Secret updates reach the files)
         now = time.monotonic()
         if self._mounts is None or now - self._volumes_at >= VOLUME_RESYNC_S - 1:
@@ -496,7 +499,10 @@ class PodWorker:
 
     # ------------------------------------------------------------------ status
 
-    async def _write_status(self, containers: list[ContainerStatus], sandbox_ready: bool) -> None:
+    async def _write_status(
+        self, containers: list[ContainerStatus], sandbox_ready: bool, failed: tuple[str, str] | None = None
+    ) -> None:
+        """``failed`` = (reason, message) ends the pod as Failed whatever its containers say."""
         self._names = {c.id: c.name for c in containers}
         status = build_status(
             self.pod,
@@ -509,6 +515,12 @@ class PodWorker:
             readiness=self._ready,
             started=self._started,
         )
+        if failed is not None:
+            status.update(phase="Failed", reason=failed[0], message=failed[1])
+            for cond in status["conditions"]:
+                if cond["type"] in ("Ready", "ContainersReady") and cond["status"] == "False":
+                    cond["reason"] = "PodFailed"
+                    cond.pop("message", None)
         old = self.pod.get("status") or {}
         if status == old or status == self._written:
             return
@@ -527,6 +539,33 @@ class PodWorker:
             self.pod = {**self.pod, "status": updated.get("status") or status}
 
     # ------------------------------------------------------------------ endings
+
+    async def _past_deadline(self, spec: dict[str, Any]) -> bool:
+        """activeDeadlineSeconds: past it the kubelet kills the pod and fails it
+        (DeadlineExceeded); before it, wake up when it comes."""
+        deadline = spec.get("activeDeadlineSeconds")
+        started = (self.pod.get("status") or {}).get("startTime")
+        if not deadline or not started:
+            return False
+        begun = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+        remaining = begun + int(deadline) - time.time()
+        if remaining > 0:
+            self._retry_in(remaining + 0.05)
+            return False
+        message = "Pod was active on the node longer than the specified deadline"
+        self._event("Normal", "DeadlineExceeded", message)
+        rt = self.node.runtime
+        for worker in self._probes.values():
+            worker.stop()
+        self._probes.clear()
+        containers = await rt.list_containers(self.uid)
+        await asyncio.gather(
+            *(rt.stop_container(c.id, self._grace()) for c in containers if c.state == "running"),
+            return_exceptions=True,
+        )
+        self.waiting.clear()
+        await self._write_status(await rt.list_containers(self.uid), False, ("DeadlineExceeded", message))
+        return True
 
     async def _stop_terminal(self) -> None:
         """Succeeded/Failed: nothing restarts; stop the sandbox once to free its address."""

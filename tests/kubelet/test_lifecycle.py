@@ -142,3 +142,14 @@ def test_memory_limit_overrun_is_reported_as_oom_killed(cluster: Cluster) -> Non
     terminated = cluster.container_status("hog")["state"]["terminated"]
     assert terminated["reason"] == "OOMKilled" and terminated["exitCode"] == 137
     cluster.kubectl("delete", "pod", "hog", "--wait=true", timeout=60)
+
+
+def test_active_deadline_fails_the_pod(cluster: Cluster) -> None:
+    containers = f"  - {{name: app, image: {BUSYBOX}, command: [sleep, '3600']}}"
+    cluster.apply(pod_manifest("deadline", containers, "  activeDeadlineSeconds: 3"))
+    cluster.wait_for("deadline Failed", lambda: cluster.pod("deadline")["status"].get("phase") == "Failed")
+    status = cluster.pod("deadline")["status"]
+    assert status["reason"] == "DeadlineExceeded"
+    assert "terminated" in status["containerStatuses"][0]["state"]
+    assert any(e["reason"] == "DeadlineExceeded" for e in cluster.events("deadline"))
+    cluster.kubectl("delete", "pod", "deadline", "--wait=true", timeout=60)
