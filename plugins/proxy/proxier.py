@@ -40,6 +40,10 @@ def table_name(node_name: str) -> str:
     return f"kybern-proxy-{safe}"[:64]
 
 
+def _route_fields(node: dict[str, Any]) -> tuple[Any, Any]:
+    return (node.get("spec") or {}).get("podCIDR"), (node.get("status") or {}).get("addresses")
+
+
 class NftablesProxier:
     def __init__(
         self,
@@ -68,9 +72,23 @@ class NftablesProxier:
         self._rebuild = True
         self._synced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
-        for inf in (self.services, self.slices, self.endpoints, self.nodes):
-            if inf is not None:
-                inf.add_event_handler(self._changed, lambda _old, new: self._changed(new), self._changed)
+        for inf in (self.services, self.slices, self.endpoints):
+            inf.add_event_handler(self._changed, lambda _old, new: self._changed(new), self._changed)
+        self._routes_dirty = manage_routes
+        if self.nodes is not None:
+            # node status changes all the time (heartbeats, conditions): only a new pod CIDR
+            # or address means new routes
+            self.nodes.add_event_handler(
+                self._node_changed,
+                lambda old, new: (
+                    self._node_changed(new) if _route_fields(old) != _route_fields(new) else None
+                ),
+                self._node_changed,
+            )
+
+    def _node_changed(self, _obj: Any) -> None:
+        self._routes_dirty = True
+        self._dirty.set()
 
     def _changed(self, _obj: Any) -> None:
         if self._pending_since is None:
@@ -144,7 +162,8 @@ class NftablesProxier:
         if tx:
             await nftables.run_nft(tx.script())
         self.applied = wanted
-        if self.nodes is not None:
+        if self.nodes is not None and self._routes_dirty:
+            self._routes_dirty = False
             await self.routes.sync(
                 node_routes(self.nodes.store.list(), self.node_name, await local_addresses())
             )

@@ -51,9 +51,19 @@ class UserspaceProxyComponent:
         from kybern.plugins.userspaceproxy.proxier import UserspaceProxier
 
         assert self.ctx.api is not None
-        self.proxier = UserspaceProxier(self.ctx.api("kybern-userspace-proxy"))
-        self.ctx.shared["proxy"] = self.proxier
-        await self.proxier.start()
+        proxier = UserspaceProxier(self.ctx.api("kybern-userspace-proxy"))
+        try:
+            await proxier.start()
+        except Exception as exc:
+            await proxier.stop()
+            if self.ctx.config.extra.get("proxy_mode") == "userspace":
+                raise
+            # auto mode on a host where neither proxy can work (e.g. not root): the node still
+            # runs pods; services just are not reachable by ClusterIP from it
+            log.warning("no service proxy on this node: nftables unusable and userspace failed: {}", exc)
+            return
+        self.proxier = proxier
+        self.ctx.shared["proxy"] = proxier
 
     async def stop(self) -> None:
         if self.proxier is not None:

@@ -94,6 +94,23 @@ async def compare(label: str, cip: str, endpoint: str, seconds: float, rounds: i
     print(f"  rounds direct {[round(x) for x in direct]}\n  rounds via    {[round(x) for x in via]}")
 
 
+async def interleaved(label: str, cip: str, endpoint: str, n: int) -> None:
+    """One client, requests alternating direct / ClusterIP: load drift hits both equally, so
+    the ratio of median latencies is the steadiest figure on a busy machine."""
+    direct: list[float] = []
+    via: list[float] = []
+    for i in range(2 * n):
+        target, out = ((endpoint, HTTP_PORT), direct) if i % 2 == 0 else ((cip, 80), via)
+        t0 = time.perf_counter()
+        if await _one(*target):
+            out.append(time.perf_counter() - t0)
+    d, v = statistics.median(direct), statistics.median(via)
+    print(
+        f"{label} (1 client, {n} requests each, alternating): median latency direct {d * 1e6:.0f} us, "
+        f"via ClusterIP {v * 1e6:.0f} us; throughput ratio {d / v:.3f}"
+    )
+
+
 async def change_latency(api, proxier, ips: list[str], spare: str, n: int) -> None:  # type: ignore[no-untyped-def]
     """Add/remove one endpoint n times; time API write -> proxier applied it."""
     end_to_end: list[float] = []
@@ -139,6 +156,7 @@ async def main_async(args: argparse.Namespace, server) -> None:  # type: ignore[
                 lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
             )
             await compare("nftables", cip, ep.ip, args.seconds, args.rounds)
+            await interleaved("nftables", cip, ep.ip, args.requests)
             await change_latency(api, proxier, [ep.ip], spare.ip, args.changes)
             await set_endpoints(api, "bench", [ep.ip])
         finally:
@@ -152,6 +170,7 @@ async def main_async(args: argparse.Namespace, server) -> None:  # type: ignore[
                     lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
                 )
                 await compare("userspace", cip, ep.ip, args.seconds, args.rounds)
+                await interleaved("userspace", cip, ep.ip, args.requests)
                 await change_latency(api, us, [ep.ip], spare.ip, min(args.changes, 30))
             finally:
                 await us.stop()
@@ -166,6 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one measuring round")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=1000, help="requests per path, interleaved run")
     parser.add_argument("--changes", type=int, default=100, help="endpoint changes to time")
     parser.add_argument("--skip-userspace", action="store_true")
     args = parser.parse_args()
