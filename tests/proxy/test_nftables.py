@@ -190,8 +190,10 @@ def test_rules_removed_on_stop_and_rebuilt_at_start(server: Server, net: Topolog
 
 
 def test_routes_to_other_nodes_pod_cidrs(server: Server, net: Topology, node_name: str) -> None:
-    peer = net.add_host(serve=False)  # another "host" on the same segment as this one
+    peer = net.add_host()  # another "host" on the same segment as this one
     cidr = f"10.97.{net.subnet}.0/24"
+    remote_pod = f"10.97.{net.subnet}.5"  # a "pod" of the peer: an address behind it
+    peer.run("ip", "addr", "add", f"{remote_pod}/32", "dev", "lo")
     local_cidr = f"10.96.{net.subnet}.0/24"
 
     def node(name: str, ip: str, pod_cidr: str) -> dict[str, Any]:
@@ -217,6 +219,13 @@ def test_routes_to_other_nodes_pod_cidrs(server: Server, net: Topology, node_nam
             assert await proxier.wait_until(lambda _s: cidr in proxier.routes.installed, 10)
             assert f"via {peer.ip}" in route(cidr)
             assert route(local_cidr) == ""  # a node on this host needs no route
+            # the other node's pod answers by its IP, and behind a ClusterIP (DNAT, then routed)
+            assert await asyncio.to_thread(get, f"http://{remote_pod}:{HTTP_PORT}/") == peer.name
+            svc = await make_service(api, "remote")
+            await set_endpoints(api, "remote", [remote_pod])
+            assert await proxier.wait_until(lambda _s: _eps(proxier, "remote") == {remote_pod}, 10)
+            assert await asyncio.to_thread(get, f"http://{svc['spec']['clusterIP']}/") == peer.name
+            await api.delete("services", "remote", namespace="default")
             await api.delete("nodes", remote)
             assert await proxier.wait_until(lambda _s: cidr not in proxier.routes.installed, 10)
             assert route(cidr) == ""
