@@ -15,6 +15,8 @@ from loguru import logger
 
 log = logger.bind(component="services")
 
+#: the kube-dns Service's address unless --cluster-dns says otherwise
+DEFAULT_CLUSTER_DNS = "10.43.0.10"
 #: seconds between repair passes (kube's repair controllers run every 3 minutes)
 REPAIR_INTERVAL = 60.0
 
@@ -37,8 +39,21 @@ class ReservationKeeper:
         added, freed = await asyncio.to_thread(self.reservations.repair)
         if added or freed:
             log.info("service allocations repaired: {} reserved, {} freed", added, freed)
+        self._hold_dns_address()
         current = self.reservations
         self._task = asyncio.create_task(self._run(), name="service-allocation")
+
+    def _hold_dns_address(self) -> None:
+        """Keep the cluster DNS address (``--cluster-dns``) for ``kube-system/kube-dns``, which
+        the dns component creates once the API serves: a Service created in between must not
+        get it (kube reserves it the same way, by convention of the range's low band)."""
+        assert self.reservations is not None
+        config = self.ctx.config
+        if "dns" in set(config.disabled):
+            return
+        ip = str(config.extra.get("cluster_dns") or DEFAULT_CLUSTER_DNS)
+        if self.reservations.reserve(owner_of("kube-system", "kube-dns"), {ip}, set()):
+            log.warning("the cluster DNS address {} is held by another Service", ip)
 
     async def _run(self) -> None:
         assert self.reservations is not None

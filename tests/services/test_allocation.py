@@ -97,6 +97,9 @@ def test_requested_address_honoured_refused_and_released(server: Server) -> None
     assert taken.returncode != 0
     assert "failed to allocate IP 10.43.200.7: provided IP is already allocated" in taken.stderr
 
+    dns_ip = kubectl_stdin(server, manifest("d", ns, clusterIP="10.43.0.10"), "create")
+    assert "failed to allocate IP 10.43.0.10: provided IP is already allocated" in dns_ip.stderr
+
     outside = kubectl_stdin(server, manifest("c", ns, clusterIP="10.99.0.1"), "create")
     assert outside.returncode != 0
     assert "is not in the valid range. The range of valid IPs is 10.43.0.0/16" in outside.stderr
