@@ -38,6 +38,8 @@ log = logger.bind(component="kubelet")
 
 LEASE_NAMESPACE = "kube-node-lease"
 START_SLOTS = 8
+#: every Nth relist also looks at the sandboxes (every 10 s with the 2 s relist)
+SANDBOX_RELIST_EVERY = 5
 #: where the streams component (logs/exec) publishes the port it serves on
 STREAMS_PORT_KEY = "kubelet.streams_port"
 #: a present image stays present this long as far as IfNotPresent is concerned
@@ -143,6 +145,7 @@ class NodeAgent:
         self._images: dict[str, tuple[float, ImageRef]] = {}
         #: the relist's last view: pod uid -> fingerprint of its containers
         self._seen: dict[str, tuple[Any, ...]] = {}
+        self._relists = 0
 
     async def image_present(self, image: str) -> ImageRef | None:
         """The runtime's answer, remembered briefly: a burst of pods on one image asks once."""
@@ -450,6 +453,25 @@ class NodeAgent:
                 # also on first sight: a container may have died before the worker looked
                 self._seen[uid] = fingerprint
                 worker.wake()
+        self._relists += 1
+        if self._relists % SANDBOX_RELIST_EVERY == 0:
+            await self._relist_sandboxes()
+
+    async def _relist_sandboxes(self) -> None:
+        """A sandbox whose infra container died took the pod's network with it: its worker
+        makes a new one (and restarts the containers in it), as the kubelet does."""
+        try:
+            sandboxes = {s.uid: s for s in await self.runtime.list_sandboxes()}
+        except Exception as exc:
+            log.debug("node {}: sandbox relist failed: {}", self.name, exc)
+            return
+        for uid, worker in list(self.workers.items()):
+            current = worker.sandbox
+            if current is None or worker.finished:
+                continue
+            live = sandboxes.get(uid)
+            if live is None or live.id != current.id or live.state != "ready":
+                worker.sandbox_lost()
 
     async def stop_workers(self) -> None:
         await asyncio.gather(*(w.stop() for w in list(self.workers.values())), return_exceptions=True)

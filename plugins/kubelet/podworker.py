@@ -98,6 +98,8 @@ class PodWorker:
         self._volumes_at = 0.0
         self._mounts: dict[str, Any] | None = None
         self._terminal_stopped = False
+        #: newest attempt seen per container name (restart counts survive a new sandbox)
+        self._attempts: dict[str, int] = {}
         #: container id -> name, for the probe result lookups of the status builder
         self._names: dict[str, str] = {}
 
@@ -121,6 +123,16 @@ class PodWorker:
 
     def mark_deleted(self) -> None:
         self.deleted = True
+        self.wake()
+
+    def sandbox_lost(self) -> None:
+        """The node's relist saw the sandbox die or vanish."""
+        phase = (self.pod.get("status") or {}).get("phase")
+        if phase in ("Succeeded", "Failed") or self._terminal_stopped:
+            return
+        log.info("sandbox of pod {}/{} is gone; making a new one", self.namespace, self.name)
+        self._event("Normal", "SandboxChanged", "Pod sandbox changed, it will be killed and re-created.")
+        self.sandbox = None
         self.wake()
 
     def wake(self) -> None:
@@ -201,6 +213,8 @@ class PodWorker:
             self.sandbox = None
             self.wake()
             return
+        for c in containers:
+            self._attempts[c.name] = max(self._attempts.get(c.name, -1), c.attempt)
         async with self.node.start_slots if self._needs_start(spec, containers) else _NO_LIMIT:
             changed = await self._sync_containers(spec, containers)
         if changed:
@@ -374,6 +388,8 @@ class PodWorker:
         name = ctr["name"]
         if self.sandbox is None:
             return False
+        # a re-created sandbox starts without the old containers: keep counting restarts
+        attempt = max(attempt, self._attempts.get(name, -1) + 1)
         if await self._ensure_image(ctr, init) is None:
             return False
         try:
