@@ -4,7 +4,8 @@ Informer handlers only note that something changed (and when); one sync task rec
 wanted state from the caches, diffs it against what it applied last and sends only the
 difference to nft. Changes that arrive while nft runs are coalesced into the next sync, so
 a burst of endpoint updates costs a few transactions, not one per event. A failed
-transaction makes the next sync rebuild the whole table (the applied state is unknown).
+transaction makes the next sync rebuild the whole table (the applied state is unknown), in
+one transaction with the table's deletion, as does a full sync every ``full_sync_period``.
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ class NftablesProxier:
         cluster_cidr: str | None = DEFAULT_CLUSTER_CIDR,
         table: str | None = None,
         manage_routes: bool = True,
+        full_sync_period: float = 3600.0,
     ) -> None:
         self.api = api
         self.node_name = node_name
         self.cluster_cidr = cluster_cidr
         self.table = table or table_name(node_name)
         self.manage_routes = manage_routes
+        self.full_sync_period = full_sync_period
         self.factory = SharedInformerFactory(api)
         self.services = self.factory.informer("services")
         self.slices = self.factory.informer("endpointslices.discovery.k8s.io")
@@ -124,7 +127,11 @@ class NftablesProxier:
     async def _loop(self) -> None:
         backoff = 0.1
         while True:
-            await self._dirty.wait()
+            try:
+                await asyncio.wait_for(self._dirty.wait(), self.full_sync_period)
+            except TimeoutError:
+                # like kube-proxy's periodic full sync: repairs rules someone else changed
+                self._rebuild = True
             try:
                 await self._sync()
                 backoff = 0.1
@@ -155,12 +162,14 @@ class NftablesProxier:
         since, self._pending_since = self._pending_since, None
         wanted = self.wanted()
         if self._rebuild:
-            await nftables.run_nft(nftables.skeleton(self.table))
-            self.applied = {}
+            # one transaction: the table is replaced atomically, no moment without rules
+            tx = nftables.diff(self.table, {}, wanted, self.cluster_cidr)
+            await nftables.run_nft(nftables.skeleton(self.table) + "\n" + tx.script())
             self._rebuild = False
-        tx = nftables.diff(self.table, self.applied, wanted, self.cluster_cidr)
-        if tx:
-            await nftables.run_nft(tx.script())
+        else:
+            tx = nftables.diff(self.table, self.applied, wanted, self.cluster_cidr)
+            if tx:
+                await nftables.run_nft(tx.script())
         self.applied = wanted
         if self.nodes is not None and self._routes_dirty:
             self._routes_dirty = False

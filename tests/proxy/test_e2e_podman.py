@@ -105,6 +105,13 @@ def test_service_from_host_and_pod_follows_scaling(cluster) -> None:  # type: ig
     cip, node_port = svc["spec"]["clusterIP"], svc["spec"]["ports"][0]["nodePort"]
     url = f"http://{cip}:8080/"
     pods = _ready_pods(cluster)
+    # no request before the proxy has the service: unmatched, it would leave by the default route
+    table = f"kybern-proxy-pxe2e{os.getpid()}"
+    cluster.wait_for(
+        "the service in the proxy's map",
+        lambda: cip in sh("nft", "list", "map", "ip", table, "service-ips", check=False).stdout,
+        timeout=30,
+    )
     cluster.wait_for("all 3 pods served", lambda: set(_hits(url, 30)) == pods, timeout=30)
     seen = _hits(url, 300)
     assert set(seen) == pods, seen

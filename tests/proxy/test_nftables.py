@@ -171,12 +171,26 @@ def test_rules_removed_on_stop_and_rebuilt_at_start(server: Server, net: Topolog
             for suffix, pid in (("dead", dead.pid), ("alive", os.getpid())):
                 comment = f'{{ comment "kybern service proxy pid={pid}: test"; }}'
                 sh("nft", "add", "table", "ip", f"{table}-{suffix}", comment)
-            proxier = await _start(server, node_name)
+            proxier = await _start(server, node_name, full_sync_period=1.0)
             try:
                 assert _table(f"{table}-dead") is None
                 assert _table(f"{table}-alive") is not None
                 names = {o["chain"]["name"] for o in _table(table)["nftables"] if "chain" in o}  # type: ignore[index]
                 assert "stale-chain" not in names
+                assert await asyncio.to_thread(get, url) == host.name
+                # someone flushes our map: the periodic full sync puts the rules back (checked in
+                # the table, not with traffic: unmatched, it would leave by the default route)
+                cip = svc["spec"]["clusterIP"]
+
+                def in_map() -> bool:
+                    return cip in sh("nft", "list", "map", "ip", table, "service-ips").stdout
+
+                sh("nft", "flush", "map", "ip", table, "service-ips")
+                assert not in_map()
+                deadline = time.monotonic() + 15
+                while not in_map():
+                    assert time.monotonic() < deadline, "rules not repaired by the full sync"
+                    await asyncio.sleep(0.2)
                 assert await asyncio.to_thread(get, url) == host.name
             finally:
                 await proxier.stop()
