@@ -26,6 +26,9 @@ Obj = dict[str, Any]
 
 #: label kube puts on the Endpoints/EndpointSlices of a headless Service
 HEADLESS_LABEL = "service.kubernetes.io/headless"
+#: kube's maxCapacity of an Endpoints object, and the annotation saying it was cut
+MAX_ADDRESSES = 1000
+OVER_CAPACITY = "endpoints.kubernetes.io/over-capacity"
 
 
 # --- shared helpers ---------------------------------------------------------------------------
@@ -188,6 +191,29 @@ def build_subsets(svc: Obj, pods: list[Obj]) -> list[Obj]:
     return subsets
 
 
+def truncate(subsets: list[Obj]) -> tuple[list[Obj], bool]:
+    """At most MAX_ADDRESSES addresses (ready ones kept first), as kube does since Endpoints
+    objects grew too large; EndpointSlices carry the rest."""
+    total = sum(len(s.get("addresses") or []) + len(s.get("notReadyAddresses") or []) for s in subsets)
+    if total <= MAX_ADDRESSES:
+        return subsets, False
+    budget = MAX_ADDRESSES
+    out: list[Obj] = []
+    for field in ("addresses", "notReadyAddresses"):
+        for subset in subsets:
+            if budget <= 0:
+                break
+            kept = (subset.get(field) or [])[:budget]
+            budget -= len(kept)
+            if kept:
+                target = next((o for o in out if o.get("ports") == subset.get("ports")), None)
+                if target is None:
+                    target = {k: v for k, v in subset.items() if k not in ("addresses", "notReadyAddresses")}
+                    out.append(target)
+                target[field] = kept
+    return out, True
+
+
 class EndpointsController(QueueController):
     component = "endpoint-controller"
 
@@ -233,15 +259,20 @@ class EndpointsController(QueueController):
         if service_selector(svc) is None:
             return
         pods = [p for p in self.pods.store.list(ns) if selects(svc, p)]
-        subsets = build_subsets(svc, pods)
+        subsets, truncated = truncate(build_subsets(svc, pods))
         labels = managed_labels(svc)
+        annotations = {OVER_CAPACITY: "truncated"} if truncated else {}
         if current is not None:
-            if (current.get("subsets") or []) == subsets and (
-                util.meta(current).get("labels") or {}
-            ) == labels:
+            old_annotations = util.meta(current).get("annotations") or {}
+            same = (current.get("subsets") or []) == subsets
+            same = same and (util.meta(current).get("labels") or {}) == labels
+            if same and old_annotations.get(OVER_CAPACITY) == annotations.get(OVER_CAPACITY):
                 return
+            merged = {k: v for k, v in old_annotations.items() if k != OVER_CAPACITY} | annotations
             updated = dict(current)
             updated["metadata"] = {**util.meta(current), "labels": labels}
+            if merged or "annotations" in util.meta(current):
+                updated["metadata"]["annotations"] = merged
             updated["subsets"] = subsets
             updated.setdefault("apiVersion", "v1")
             updated.setdefault("kind", "Endpoints")
@@ -250,7 +281,8 @@ class EndpointsController(QueueController):
         obj = {
             "apiVersion": "v1",
             "kind": "Endpoints",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "metadata": {"name": name, "namespace": ns, "labels": labels}
+            | ({"annotations": annotations} if annotations else {}),
             "subsets": subsets,
         }
         try:

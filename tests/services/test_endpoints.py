@@ -283,3 +283,17 @@ def test_terminating_pods_drain_in_slices(server: Server) -> None:
             assert conditions["10.42.3.2"] == {"ready": True, "serving": True, "terminating": False}
 
     asyncio.run(go())
+
+
+def test_endpoints_cut_at_1000_addresses_ready_first() -> None:
+    """kube's Endpoints capacity: 1000 addresses, ready ones first, the rest only in slices."""
+    from kybern.plugins.controllers.endpoints import truncate
+
+    ports = [{"port": 80, "protocol": "TCP"}]
+    ready = [{"ip": f"10.0.{i // 250}.{i % 250}"} for i in range(900)]
+    waiting = [{"ip": f"10.1.0.{i}"} for i in range(200)]
+    cut, truncated = truncate([{"addresses": ready, "notReadyAddresses": waiting, "ports": ports}])
+    assert truncated
+    assert cut == [{"ports": ports, "addresses": ready, "notReadyAddresses": waiting[:100]}]
+    small = [{"addresses": ready[:3], "ports": ports}]
+    assert truncate(small) == (small, False)
