@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from kybern.client import ApiClient, ApiError
 from kybern.components import ConfigurationError, RunContext
+from kybern.plugins.kubelet.dns import DEFAULT_CLUSTER_DNS, DEFAULT_CLUSTER_DOMAIN
 from kybern.plugins.kubelet.events import EventRecorder
 from kybern.plugins.kubelet.localpath import ClaimResolver, ensure_storage_class
 from kybern.plugins.kubelet.node import CidrAllocator, NodeAgent
@@ -130,6 +131,8 @@ class Kubelet:
                 cidrs=cidrs,
                 claims=ClaimResolver(self.api, node_config.data_dir, name),
                 shared=self.ctx.shared,
+                cluster_dns=config.extra.get("cluster_dns") or DEFAULT_CLUSTER_DNS,
+                cluster_domain=config.extra.get("cluster_domain") or DEFAULT_CLUSTER_DOMAIN,
             )
         if config.role == "server":
             await ensure_storage_class(self.api)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kybern.client import ApiClient, ApiError
 from kybern.plugins.kubelet.backoff import Backoff
+from kybern.plugins.kubelet.dns import DEFAULT_CLUSTER_DNS, DEFAULT_CLUSTER_DOMAIN
 from kybern.plugins.kubelet.events import EventRecorder
 from kybern.plugins.kubelet.nodeinfo import (
     KUBELET_PORT,
@@ -106,8 +107,13 @@ class NodeAgent:
         cidrs: CidrAllocator,
         claims: ClaimResolver | None = None,
         shared: dict[str, Any] | None = None,
+        cluster_dns: str | None = DEFAULT_CLUSTER_DNS,
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
     ) -> None:
         self.name = name
+        #: where ClusterFirst pods send DNS queries (the kube-dns Service), and the zone
+        self.cluster_dns = cluster_dns
+        self.cluster_domain = cluster_domain
         self.runtime = runtime
         self.api = api
         self.events = events

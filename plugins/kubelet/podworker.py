@@ -24,6 +24,7 @@ from kybern.plugins.kubelet.containers import (
     port_mappings,
     resolve_env,
 )
+from kybern.plugins.kubelet.dns import pod_dns_config
 from kybern.plugins.kubelet.events import pod_ref
 from kybern.plugins.kubelet.podstatus import build_status, latest_two
 from kybern.plugins.kubelet.probes import ProbeKind, ProbeWorker, resolve_named_port, run_handler
@@ -32,7 +33,6 @@ from kybern.runtime import (
     ContainerNotFoundError,
     ContainerRuntimeError,
     ContainerStatus,
-    DnsConfig,
     ImagePullError,
     SandboxSpec,
     SandboxStatus,
@@ -225,17 +225,7 @@ class PodWorker:
     def _sandbox_spec(self) -> SandboxSpec:
         spec = self.pod.get("spec") or {}
         hostname = spec.get("hostname") or self.name
-        dns = None
-        cfg = spec.get("dnsConfig") or {}
-        if spec.get("dnsPolicy") == "None" or cfg:
-            dns = DnsConfig(
-                nameservers=list(cfg.get("nameservers") or []),
-                searches=list(cfg.get("searches") or []),
-                options=[
-                    o.get("name", "") + (f":{o['value']}" if o.get("value") else "")
-                    for o in cfg.get("options") or []
-                ],
-            )
+        dns = pod_dns_config(self.pod, self.node.cluster_dns, self.node.cluster_domain)
         return SandboxSpec(
             uid=self.uid,
             namespace=self.namespace,
