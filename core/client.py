@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import aiohttp
+import msgspec
 import yaml
 
 PatchType = Literal["json", "merge", "strategic", "apply"]
@@ -126,6 +127,10 @@ class ApiClient(Protocol):
 
 # --- the HTTP implementation -----------------------------------------------------------------
 
+#: msgspec's JSON codec: several times faster than the json module on every request and event
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
 _VERSION_SEGMENT = re.compile(r"^v\d+(?:(?:alpha|beta)\d+)?$")
 
 #: reasons kube-apiserver gives for status codes, for error bodies that are not a Status
@@ -223,8 +228,13 @@ class HttpApiClient:
         user_agent: str = "kybern",
         ssl_context: ssl.SSLContext | None = None,
         request_timeout: float = 60.0,
+        unix_socket: str | Path | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        #: the API server's local Unix socket (plain HTTP, same auth): components in the server's
+        #: process skip TCP and TLS, which cost more than the request itself
+        self._unix_socket = str(unix_socket) if unix_socket else None
+        self._base = "http://localhost" if self._unix_socket else self.url
         self._token = token
         self._user_agent = user_agent
         if ssl_context is None and ca_file is not None:
@@ -285,9 +295,12 @@ class HttpApiClient:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl), timeout=self._timeout
+            connector: aiohttp.BaseConnector = (
+                aiohttp.UnixConnector(path=self._unix_socket)
+                if self._unix_socket
+                else aiohttp.TCPConnector(ssl=self._ssl)
             )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
     async def _request(
@@ -301,11 +314,11 @@ class HttpApiClient:
     ) -> dict[str, Any]:
         data = None
         if body is not None:
-            data = body if isinstance(body, bytes | str) else json.dumps(body)
+            data = body if isinstance(body, bytes | str) else _encode(body)
         session = self._get_session()
         async with session.request(
             method,
-            self.url + path,
+            self._base + path,
             params=params,
             data=data,
             headers=self._headers(content_type if data is not None else None),
@@ -316,7 +329,7 @@ class HttpApiClient:
             if not raw:
                 return {}
             try:
-                return json.loads(raw)
+                return _decode(raw)  # type: ignore[no-any-return]
             except ValueError:
                 raise ApiError(
                     status_from_response(500, b"the server sent a non-JSON answer: " + raw[:200])
@@ -395,7 +408,7 @@ class HttpApiClient:
         # a watch lives as long as the server keeps it: no total timeout
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
         async with session.get(
-            self.url + resource_path(resource, namespace),
+            self._base + resource_path(resource, namespace),
             params=params,
             headers=self._headers(),
             timeout=timeout,
@@ -503,7 +516,7 @@ class HttpApiClient:
 
 def _watch_event(line: bytes) -> WatchEvent:
     try:
-        event = json.loads(line)
+        event = _decode(line)
     except ValueError:
         status = status_from_response(500, b"malformed watch event: " + line[:200])
         return WatchEvent("ERROR", status)

@@ -64,7 +64,8 @@ async def _wait_for_signal(ctx: RunContext) -> None:
 
 def api_factory(ctx: RunContext) -> Callable[[], ApiClient]:
     """How components reach the API: the in-process API server's address once it published
-    it (server), or the joined server's (agent). Each call makes a new client."""
+    it (server, through its local Unix socket when it has one), or the joined server's
+    (agent). Each call makes a new client."""
 
     def make(user_agent: str = "kybern") -> ApiClient:
         shared, config = ctx.shared, ctx.config
@@ -77,7 +78,9 @@ def api_factory(ctx: RunContext) -> Callable[[], ApiClient]:
             # the server's CA an agent fetched and checked against its K10 join token
             joined = config.data_dir / "tls" / "server-ca.crt"
             ca_file = str(joined) if joined.exists() else None
-        return HttpApiClient(url, token, ca_file, user_agent=user_agent)
+        # the in-process API server's Unix socket: same API and auth, no TCP/TLS on this loop
+        local = shared.get("api_socket") if shared.get("api_url") else None
+        return HttpApiClient(url, token, ca_file, user_agent=user_agent, unix_socket=local)
 
     return make
 

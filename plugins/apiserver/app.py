@@ -191,7 +191,9 @@ class ApiServer:
         self.server_address = server_address
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apiserver-store")
         self.cache = WatchCache(store, self.registry, self.run)
-        self.storage = Storage(store, self.registry, self.cache, pm, self.run)
+        self.storage = Storage(store, self.registry, self.cache, pm, self.run, self.run_key)
+        #: see run_key; None when the store wants every call on a worker thread
+        self._inline_lock: Any = getattr(store, "inline_lock", None)
         self.ready = False
         self.stopping = asyncio.Event()
         self.started_at = time.time()
@@ -200,6 +202,25 @@ class ApiServer:
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args))
+
+    async def run_key(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A short store operation on one key (get, create, update, delete, current revision).
+
+        On a store that allows it (SQLite: a local file, writers serialized in this process)
+        it runs right here on the event loop, unless another thread of this process is writing
+        at the moment: a hand-off to a worker thread and back costs more than the operation
+        (two GIL switches, each up to the 5 ms switch interval when the loop is busy).
+        Elsewhere (PostgreSQL: network round trips) it runs on the store's worker threads like
+        :meth:`run`. Writers call ``cache.drain()`` afterwards, so their event reaches the watch
+        cache (and the watchers) before the response leaves, without the cache's thread.
+        """
+        lock = self._inline_lock
+        if lock is not None and lock.acquire(blocking=False):
+            try:
+                return fn(*args)
+            finally:
+                lock.release()
+        return await self.run(fn, *args)
 
     def connect_handlers(self) -> dict[str, ConnectHandler]:
         return self.shared.setdefault(CONNECT_HANDLERS_KEY, {})

@@ -24,6 +24,7 @@ Go's zero-valued structs are), so they are owned through their children only.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -518,7 +519,9 @@ def _parse_managed(entries: Any) -> dict[_Manager, _Entry]:
     return managers
 
 
+@functools.lru_cache(maxsize=4096)
 def _epoch(time: str | None) -> int:
+    """Seconds of a managedFields time (cached: every write sorts its entries by time)."""
     if not time:
         return 0
     try:

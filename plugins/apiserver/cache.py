@@ -33,12 +33,28 @@ RING_SIZE = int(os.environ.get("KYBERN_WATCH_CACHE_EVENTS", "1000"))
 WATCHER_BUFFER = 10_000
 
 
-@dataclass(slots=True)
 class CachedObject:
-    key: str
-    obj: dict[str, Any]
-    raw: bytes
-    rev: int
+    """One stored object as served: its JSON (with metadata.resourceVersion) and, decoded only
+    when something looks inside (a selector, a table, a read-modify-write), its dict. Lists and
+    unfiltered watches send ``raw`` as it is, so most objects are never decoded at all."""
+
+    __slots__ = ("_obj", "key", "raw", "rev")
+
+    def __init__(self, key: str, obj: dict[str, Any] | None, raw: bytes, rev: int) -> None:
+        self.key = key
+        self._obj = obj
+        self.raw = raw
+        self.rev = rev
+
+    @property
+    def obj(self) -> dict[str, Any]:
+        obj = self._obj
+        if obj is None:
+            obj = self._obj = loads(self.raw)
+        return obj
+
+    def __repr__(self) -> str:
+        return f"CachedObject({self.key!r}, rev={self.rev})"
 
 
 @dataclass(slots=True)
@@ -49,11 +65,62 @@ class CacheEvent:
     rev: int
 
 
-def decode_value(key: str, value: bytes, rev: int) -> CachedObject:
+def decode_obj(value: bytes, rev: int) -> dict[str, Any]:
+    """A stored value as an object: the resourceVersion is the revision, not part of the value."""
     obj = loads(value)
     meta = obj.setdefault("metadata", {})
     meta["resourceVersion"] = str(rev)
+    return obj  # type: ignore[no-any-return]
+
+
+def decode_value(key: str, value: bytes, rev: int) -> CachedObject:
+    obj = decode_obj(value, rev)
     return CachedObject(key, obj, dumps(obj), rev)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class EventQueue:
+    """A watcher's pending events. Cheaper per event than ``asyncio.Queue`` under
+    ``asyncio.wait_for`` (a task per wait): a deque and one future, woken by the producer."""
+
+    __slots__ = ("_waiter", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[CacheEvent | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: CacheEvent | None) -> None:
+        self.items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def get_nowait(self) -> CacheEvent | None:
+        return self.items.popleft()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an item; whether one is there."""
+        if self.items:
+            return True
+        loop = asyncio.get_running_loop()
+        fut = self._waiter = loop.create_future()
+        handle = loop.call_later(timeout, _wake, fut)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+            self._waiter = None
+        return bool(self.items)
 
 
 #: (event, watcher) -> the event to send (maybe re-typed), or None to skip it
@@ -64,7 +131,7 @@ Filter = Callable[[CacheEvent], "CacheEvent | None"]
 class Watcher:
     prefix: str
     filter: Filter
-    queue: asyncio.Queue[CacheEvent | None] = field(default_factory=asyncio.Queue)
+    queue: EventQueue = field(default_factory=EventQueue)
     overflowed: bool = False
 
     def offer(self, event: CacheEvent) -> None:
@@ -135,12 +202,20 @@ class WatchCache:
         self._store_watch: Any = None
         self.healthy = False
         self._relist_task: asyncio.Future[None] | None = None
+        #: (key, revision) -> JSON of objects this server just wrote, so the store event that
+        #: follows needs no decode and re-encode (see :meth:`prime`)
+        self._primed: dict[tuple[str, int], bytes] = {}
+        #: whether the loop takes the store watch's events itself (see _follow)
+        self._loop_takes = False
+        self._drain_scheduled = False
+        self._loop_thread = 0
 
     def cache_for(self, rt: ResourceType) -> ResourceCache:
         return self.caches[rt.key_segment]
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         items, rev = await self._run(self._list_all)
         self.start_revision = self.revision = rev
         for rt in self.registry.types:
@@ -155,8 +230,9 @@ class WatchCache:
                 except Exception as exc:
                     log.warning("cannot decode stored {}: {}", kv.key, exc)
         self._store_watch = await self._run(self.store.watch, "/registry/", rev)
-        self._thread = threading.Thread(target=self._pump, name="apiserver-watch-cache", daemon=True)
-        self._thread.start()
+        if not self._follow():
+            self._thread = threading.Thread(target=self._pump, name="apiserver-watch-cache", daemon=True)
+            self._thread.start()
         self.healthy = True
         log.debug("watch cache ready at revision {} with {} objects", rev, len(items))
 
@@ -182,7 +258,8 @@ class WatchCache:
         return rc
 
     def _pump(self) -> None:
-        """Thread: read store events, hand them to the loop in batches."""
+        """Thread: read store events, hand them to the loop in batches (a store watch without
+        ``on_ready``; see :meth:`_follow`)."""
         w = self._store_watch
         loop = self._loop
         assert loop is not None
@@ -217,6 +294,58 @@ class WatchCache:
             except RuntimeError:
                 return  # loop closed
 
+    def _follow(self) -> bool:
+        """Take the store watch's events on the loop: the watch calls back when it has some
+        (from the writer's thread), the loop drains it. No thread blocks in ``get``, so a write
+        wakes no other thread, and a write made on the loop itself (ApiServer.run_key) is
+        drained right after it, before its response leaves. False if the watch cannot."""
+        w = self._store_watch
+        on_ready = getattr(w, "on_ready", None)
+        if on_ready is None:
+            return False
+        self._loop_takes = True
+        self._drain_scheduled = False
+        on_ready(self._ready)
+        return True
+
+    def _ready(self) -> None:
+        """Any thread: the store watch has events; drain them on the loop (once)."""
+        if self._drain_scheduled or self._stop.is_set():
+            return
+        self._drain_scheduled = True
+        loop = self._loop
+        assert loop is not None
+        try:
+            if threading.get_ident() == self._loop_thread:
+                loop.call_soon(self.drain)
+            else:
+                loop.call_soon_threadsafe(self.drain)
+        except RuntimeError:
+            pass  # loop closed
+
+    def drain(self) -> None:
+        """Loop: apply whatever the store watch holds now (when the loop takes the events)."""
+        w = self._store_watch
+        if w is None or not self._loop_takes:
+            return
+        self._drain_scheduled = False  # before taking: a later event schedules another drain
+        batch: list[Event] = []
+        failure: Exception | None = None
+        try:
+            while True:
+                ev = w.get(timeout=0)
+                if ev is None:
+                    break
+                batch.append(ev)
+        except Exception as exc:
+            failure = exc
+        if batch:
+            self._apply_batch(batch)
+        if failure is not None and not self._stop.is_set() and self._store_watch is w:
+            log.error("store watch failed: {}; watch cache is restarting", failure)
+            self._store_watch = None
+            self._restart()
+
     def _restart(self) -> None:
         self.healthy = False
         self._relist_task = asyncio.ensure_future(self._relist())
@@ -239,9 +368,11 @@ class WatchCache:
                 rc.ring.clear()
                 rc.oldest_servable = rev
             self.revision = rev
+            self._primed.clear()
             self._store_watch = await self._run(self.store.watch, "/registry/", rev)
-            self._thread = threading.Thread(target=self._pump, name="apiserver-watch-cache", daemon=True)
-            self._thread.start()
+            if not self._follow():
+                self._thread = threading.Thread(target=self._pump, name="apiserver-watch-cache", daemon=True)
+                self._thread.start()
             self.healthy = True
             self._wake()
         except Exception as exc:
@@ -249,15 +380,30 @@ class WatchCache:
             await asyncio.sleep(1)
             self._relist_task = asyncio.ensure_future(self._relist())
 
+    def prime(self, key: str, rev: int, raw: bytes) -> None:
+        """The served JSON of an object this server wrote at ``rev`` (exactly what decoding the
+        stored value and setting its resourceVersion gives), for the event still to come."""
+        if rev <= self.revision:
+            return  # the event came first (it was decoded)
+        if len(self._primed) >= 10_000:  # events lost with a store watch: never grow unbounded
+            self._primed.clear()
+        self._primed[(key, rev)] = raw
+
     def _apply_batch(self, batch: list[Event]) -> None:
+        primed = self._primed
         for ev in batch:
             if ev.revision <= self.revision:
                 continue
-            rc = self._cache_for_key(ev.kv.key)
+            key = ev.kv.key
+            raw = primed.pop((key, ev.revision), None) if primed else None
+            rc = self._cache_for_key(key)
             if rc is not None:
                 try:
-                    cur = decode_value(ev.kv.key, ev.kv.value, ev.revision)
-                    prev = rc.objects.get(ev.kv.key)
+                    if raw is not None and ev.type is not EventType.DELETE:
+                        cur = CachedObject(key, None, raw, ev.revision)
+                    else:
+                        cur = decode_value(key, ev.kv.value, ev.revision)
+                    prev = rc.objects.get(key)
                     if ev.type is EventType.DELETE:
                         ce = CacheEvent("DELETED", cur, prev, ev.revision)
                     elif prev is None:

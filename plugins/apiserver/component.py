@@ -2,7 +2,8 @@
 
 Start order 10: it owns the store and must serve before any component that talks to the API.
 What others need from it is published in ``RunContext.shared``: ``api_url``, ``ca_file``,
-``admin_token`` (and ``apiserver.pod_connect_handlers``, see :mod:`handlers_sub`).
+``admin_token``, ``api_socket`` (a Unix socket serving the same API without TLS, for
+components in this process) and ``apiserver.pod_connect_handlers`` (see :mod:`handlers_sub`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from loguru import logger
 
 log = logger.bind(component="apiserver")
 
+#: the local listener's socket file in the data dir (published as RunContext.shared["api_socket"])
+LOCAL_SOCKET = "apiserver.sock"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -85,6 +89,7 @@ class ApiServerComponent:
         self.ctx = ctx
         self.server: ApiServer | None = None
         self.runner: web.AppRunner | None = None
+        self.socket_path: Path | None = None
 
     async def start(self) -> None:
         from kybern.plugins.apiserver.auth import ensure_tokens, write_kubeconfig
@@ -148,11 +153,37 @@ class ApiServerComponent:
                 f"cannot listen on {config.bind_address}:{config.https_port}: {exc.strerror or exc}"
             ) from None
         await asyncio.to_thread(write_kubeconfig, config.kubeconfig, api_url, pki.ca_pem(), tokens.admin)
+        local = await self._serve_local(data_dir / LOCAL_SOCKET)
+        if local is not None:
+            self.ctx.shared["api_socket"] = local
         self.ctx.shared["api_url"] = api_url
         self.ctx.shared["ca_file"] = str(pki.ca_cert)
         self.ctx.shared["admin_token"] = tokens.admin
         srv.ready = True
         log.info("serving the Kubernetes API on {} ({} kinds)", api_url, len(types))
+
+    async def _serve_local(self, path: Path) -> str | None:
+        """The same app on a Unix socket, plain HTTP: components in this process (scheduler,
+        controllers, kubelet) skip TCP and TLS. Only root (the socket's owner) may connect;
+        requests still carry the bearer token and pass the same auth, admission and validation."""
+        assert self.runner is not None
+        if len(str(path).encode()) >= 104:  # sun_path limit: the TCP listener serves them instead
+            log.debug("no local API socket: {} is too long a path", path)
+            return None
+        try:
+            path.unlink(missing_ok=True)
+            old_umask = os.umask(0o077)
+            try:
+                site = web.UnixSite(self.runner, str(path))
+                await site.start()
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            log.warning("no local API socket at {}: {}", path, exc)
+            return None
+        self.socket_path = path
+        return str(path)
 
     async def _ensure_namespaces(self, srv: ApiServer) -> None:
         rt = srv.registry.namespace_type()
@@ -229,5 +260,9 @@ class ApiServerComponent:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+        if self.socket_path is not None:
+            self.ctx.shared.pop("api_socket", None)
+            self.socket_path.unlink(missing_ok=True)
+            self.socket_path = None
         if srv is not None:
             srv.executor.shutdown(wait=False, cancel_futures=True)

@@ -47,6 +47,11 @@ def parse_rv(value: str | None, what: str = "resourceVersion") -> int | None:
     return rv
 
 
+def match_all(obj: dict[str, Any]) -> bool:
+    """The matcher of a request without selectors (recognized by identity: nothing to decode)."""
+    return True
+
+
 def object_matcher(info: RequestInfo) -> Callable[[dict[str, Any]], bool]:
     """A predicate combining the request's label and field selectors (and the name, for a watch
     of one object: ``/watch/.../NAME`` or ``.../NAME?watch=true``)."""
@@ -55,7 +60,7 @@ def object_matcher(info: RequestInfo) -> Callable[[dict[str, Any]], bool]:
     fields = field_matcher(rt, parse_field_selector(info.q("fieldSelector")))
     name = info.target.name
     if labels is None and fields is None and name is None:
-        return lambda o: True
+        return match_all
 
     def match(obj: dict[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
@@ -207,7 +212,7 @@ async def collect(
             )
         cache = srv.cache
         if rv is None:
-            current = await srv.run(srv.store.current_revision)
+            current = await srv.run_key(srv.store.current_revision)
             if not await cache.wait_for(current):
                 log.warning(
                     "watch cache is behind the store ({} < {}): listing from the store",
@@ -234,7 +239,7 @@ async def collect(
                     },
                 )
             items, list_rv = cache.cache_for(rt).snapshot(prefix), cache.revision
-    selected = [o for o in items if match(o.obj)]
+    selected = items if match is match_all else [o for o in items if match(o.obj)]
     token = None
     remaining = None
     if limit is not None and len(selected) > limit:
@@ -280,7 +285,7 @@ async def create(srv: ApiServer, info: RequestInfo) -> web.Response:
     body = await info.body()
     decoded = bodies.decode_object(rt, body, info.request.content_type, mode)
     obj = await srv.storage.create(rt, t.namespace, decoded.obj, opts)
-    return _resp(obj, 201, decoded.warnings)
+    return _resp(opts.encoded or obj, 201, decoded.warnings)
 
 
 def _check_name(rt: ResourceType, obj: dict[str, Any], name: str, namespace: str | None) -> None:
@@ -312,7 +317,7 @@ async def update(srv: ApiServer, info: RequestInfo, subresource: str = "") -> we
     obj, _ = await srv.storage.update(
         rt, t.namespace, t.name, lambda old: decoded.obj, opts, precondition=explicit
     )
-    return _resp(obj, 200, decoded.warnings)
+    return _resp(opts.encoded or obj, 200, decoded.warnings)
 
 
 def _patch_sets_rv(body: bytes, content_type: str) -> bool:
@@ -377,7 +382,7 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
     obj, _ = await srv.storage.update(
         rt, t.namespace, t.name, transform, opts, precondition=_patch_sets_rv(body, ct)
     )
-    return _resp(obj, 200, warnings)
+    return _resp(opts.encoded or obj, 200, warnings)
 
 
 async def _apply(srv: ApiServer, info: RequestInfo, body: bytes, mode: str, subresource: str) -> web.Response:
@@ -430,7 +435,7 @@ async def _apply(srv: ApiServer, info: RequestInfo, body: bytes, mode: str, subr
     obj, created = await srv.storage.update(
         rt, t.namespace, t.name, run_apply, opts, create=create_missing, precondition=explicit
     )
-    return _resp(obj, 201 if created else 200, warnings)
+    return _resp(opts.encoded or obj, 201 if created else 200, warnings)
 
 
 # --------------------------------------------------------------------------- delete

@@ -9,7 +9,6 @@ watcher). Table watches send one-row Tables; only the first carries columnDefini
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from kybern.plugins.apiserver import bodies, errors, tables
 from kybern.plugins.apiserver.cache import CacheEvent, Watcher
-from kybern.plugins.apiserver.handlers_rest import object_matcher, parse_rv
+from kybern.plugins.apiserver.handlers_rest import match_all, object_matcher, parse_rv
 
 if TYPE_CHECKING:
     from kybern.plugins.apiserver.app import ApiServer, RequestInfo
@@ -28,7 +27,14 @@ DEFAULT_TIMEOUT = 1800.0
 LIVENESS_CHECK = 5.0
 
 
+def _pass(ev: CacheEvent) -> CacheEvent | None:
+    return ev
+
+
 def _make_filter(match: Any) -> Any:
+    if match is match_all:
+        return _pass  # no selector: nothing to decode per event
+
     def filt(ev: CacheEvent) -> CacheEvent | None:
         if ev.type == "ADDED":
             return ev if match(ev.obj.obj) else None
@@ -150,9 +156,7 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
             wait = min(deadline - now, LIVENESS_CHECK)
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.01))
-            try:
-                ev = await asyncio.wait_for(queue.get(), wait)
-            except TimeoutError:
+            if not await queue.wait(wait):
                 transport = request.transport
                 if transport is None or transport.is_closing():
                     break
@@ -161,6 +165,7 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
                     await resp.write(bookmark(max(last_rev, cache.revision)))
                     next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
                 continue
+            ev = queue.get_nowait()
             if ev is None:
                 break
             chunk = [ev]

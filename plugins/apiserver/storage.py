@@ -10,6 +10,7 @@ wire format; the kind's model is used for defaulting, validation and type checks
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import secrets
 import time
@@ -20,10 +21,11 @@ from typing import Any
 
 from kybern.hooktypes import AdmissionRequest
 from kybern.models import codec
+from kybern.plugins.apiserver import apply as ssa
 from kybern.plugins.apiserver import errors
 from kybern.plugins.apiserver.allocators import ServiceAllocator
 from kybern.plugins.apiserver.bodies import dumps, from_model, loads
-from kybern.plugins.apiserver.cache import WatchCache, decode_value
+from kybern.plugins.apiserver.cache import WatchCache, decode_obj
 from kybern.plugins.apiserver.registry import Registry
 from kybern.resources import FieldError, ResourceType
 from kybern.store import ConflictError, KeyExistsError, KeyNotFoundError, Store
@@ -92,10 +94,16 @@ def name_validator(rt: ResourceType) -> Callable[[str], list[str]]:
 
 
 def definition_of(rt: ResourceType) -> str:
+    return _definition_name(rt.group, rt.version, rt.kind)
+
+
+@functools.cache
+def _definition_name(group: str, version: str, kind: str) -> str:
+    """Looked up once per kind: every write asks (managed fields, patches)."""
     try:
         from kybern.models import schema
 
-        return schema.definition_name(rt.group, rt.version, rt.kind)
+        return schema.definition_name(group, version, kind)
     except Exception:
         return ""
 
@@ -108,6 +116,9 @@ class WriteOptions:
     #: resourceVersion precondition (PUT bodies, DeleteOptions)
     subresource: str = ""
     operation: str = "Update"
+    #: set by a create or update: the JSON of the object it returned, encoded once for both
+    #: the response and the watch cache
+    encoded: bytes | None = None
 
 
 def _strip_rv(obj: dict[str, Any]) -> bytes:
@@ -137,12 +148,15 @@ class Storage:
         cache: WatchCache,
         pm: Any,
         run: Callable[..., Awaitable[Any]],
+        run_key: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.cache = cache
         self.pm = pm
         self.run = run
+        #: runs the store's key operations (get, create, update, delete), see ApiServer.run_key
+        self.run_key = run_key or run
         #: ClusterIP/NodePort allocation for Services (set by the component)
         self.allocator: ServiceAllocator | None = None
 
@@ -162,10 +176,10 @@ class Storage:
 
     async def get_or_none(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any] | None:
         key = self.registry.key(rt, namespace, name)
-        kv = await self.run(self.store.get, key)
+        kv = await self.run_key(self.store.get, key)
         if kv is None:
             return None
-        return decode_value(key, kv.value, kv.mod_revision).obj
+        return decode_obj(kv.value, kv.mod_revision)
 
     async def namespace_state(self, namespace: str) -> dict[str, Any] | None:
         ns_rt = self.registry.namespace_type()
@@ -238,10 +252,6 @@ class Storage:
         if not opts.manager or opts.operation == "Apply":
             return
         try:
-            from kybern.plugins.apiserver import apply as ssa
-        except ImportError:
-            return
-        try:
             ssa.track_update(
                 old, new, opts.manager, "Update", definition_of(rt), now_rfc3339(), opts.subresource
             )
@@ -253,6 +263,7 @@ class Storage:
     async def create(
         self, rt: ResourceType, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
     ) -> dict[str, Any]:
+        opts.encoded = None
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
@@ -332,7 +343,7 @@ class Storage:
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
             try:
-                rev = await self.run(self.store.create, key, _strip_rv(obj))
+                rev = await self.run_key(self.store.create, key, _strip_rv(obj))
                 break
             except KeyExistsError:
                 if not generated:
@@ -343,8 +354,19 @@ class Storage:
             raise errors.ApiStatusError(
                 500, "AlreadyExists", f"could not generate a free name from {meta['generateName']!r}"
             )
-        meta["resourceVersion"] = str(rev)
+        self._written(key, obj, rev, opts)
         return obj
+
+    def _written(self, key: str, obj: dict[str, Any], rev: int, opts: WriteOptions) -> None:
+        """Set the new resourceVersion and encode the object once, for the response and the
+        watch cache. The resourceVersion goes last in metadata, where decoding the stored value
+        puts it, so both see the same bytes."""
+        meta = obj["metadata"]
+        meta.pop("resourceVersion", None)
+        meta["resourceVersion"] = str(rev)
+        opts.encoded = raw = dumps(obj)
+        self.cache.prime(key, rev, raw)
+        self.cache.drain()
 
     # ----------------------------------------------------------------- update
 
@@ -425,14 +447,15 @@ class Storage:
         named the resourceVersion it read (a PUT body's, a patch that sets it), so a concurrent
         write is a 409 rather than a retry. Returns (object, created).
         """
+        opts.encoded = None
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
-            kv = await self.run(self.store.get, key)
+            kv = await self.run_key(self.store.get, key)
             if kv is None:
                 if create is not None:
                     return await create(), True
                 raise errors.not_found(rt, name)
-            old = decode_value(key, kv.value, kv.mod_revision).obj
+            old = decode_obj(kv.value, kv.mod_revision)
             result = transform(loads(dumps(old)))
             new = await result if isinstance(result, Awaitable) else result
             if not isinstance(new, dict):
@@ -469,17 +492,18 @@ class Storage:
                 return new, False
             try:
                 if self._should_delete_during_update(rt, old, new):
-                    last = await self.run(self.store.delete, key, kv.mod_revision)
+                    last = await self.run_key(self.store.delete, key, kv.mod_revision)
+                    self.cache.drain()
                     new_meta["resourceVersion"] = str(last.mod_revision)
                     return new, False
-                rev = await self.run(self.store.update, key, _strip_rv(new), kv.mod_revision)
+                rev = await self.run_key(self.store.update, key, _strip_rv(new), kv.mod_revision)
             except ConflictError:
                 if precondition:
                     raise errors.conflict(rt, name) from None
                 continue
             except KeyNotFoundError:
                 continue
-            new_meta["resourceVersion"] = str(rev)
+            self._written(key, new, rev, opts)
             return new, False
         raise errors.conflict(rt, name)
 
@@ -509,10 +533,10 @@ class Storage:
         (or the last object, for pods) once it is gone."""
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
-            kv = await self.run(self.store.get, key)
+            kv = await self.run_key(self.store.get, key)
             if kv is None:
                 raise errors.not_found(rt, name)
-            obj = decode_value(key, kv.value, kv.mod_revision).obj
+            obj = decode_obj(kv.value, kv.mod_revision)
             meta = obj["metadata"]
             pre = options.get("preconditions") or {}
             if pre.get("uid") and pre["uid"] != meta.get("uid"):
@@ -543,21 +567,23 @@ class Storage:
                 if opts.dry_run:
                     return 200, updated
                 try:
-                    rev = await self.run(self.store.update, key, _strip_rv(updated), kv.mod_revision)
+                    rev = await self.run_key(self.store.update, key, _strip_rv(updated), kv.mod_revision)
                 except ConflictError:
                     continue
                 except KeyNotFoundError:
                     raise errors.not_found(rt, name) from None
+                self.cache.drain()
                 updated["metadata"]["resourceVersion"] = str(rev)
                 return 200, updated
             if opts.dry_run:
                 return 200, self._deleted_body(rt, obj)
             try:
-                last = await self.run(self.store.delete, key, kv.mod_revision)
+                last = await self.run_key(self.store.delete, key, kv.mod_revision)
             except ConflictError:
                 continue
             except KeyNotFoundError:
                 raise errors.not_found(rt, name) from None
+            self.cache.drain()
             obj["metadata"]["resourceVersion"] = str(last.mod_revision)
             return 200, self._deleted_body(rt, obj)
         raise errors.conflict(rt, name)

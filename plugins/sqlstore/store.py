@@ -208,7 +208,12 @@ class SqlStore:
         self._closed = False
         #: tells this store's own NOTIFYs from other processes'
         self._id = uuid.uuid4().hex
-        self._local_write_lock = nullcontext() if self._pg else threading.Lock()
+        self._local_write_lock = nullcontext() if self._pg else threading.RLock()
+        #: SQLite only: a caller that holds this (re-entrant) lock may run key operations (get,
+        #: create, update, delete) on its own thread without waiting for another writer of this
+        #: process; the API server does so on its event loop, where a thread hand-off per write
+        #: costs more than the write (see kybern.plugins.apiserver.app.ApiServer.run_key)
+        self.inline_lock: Any = None if self._pg else self._local_write_lock
         if not self._pg:
             check_sqlite_path(target.sqlite_path)
         self._writer, self._reader = create_engines(target)

@@ -52,6 +52,7 @@ class SqlWatch:
         self._closed = False
         #: while catching up on history, live events wait here
         self._held: list[Event] | None = None
+        self._ready: Callable[[], None] | None = None
 
     # -- consumer side -------------------------------------------------------------------
 
@@ -70,6 +71,18 @@ class SqlWatch:
                 if remaining is not None and remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever events become available to :meth:`get` (the queue goes
+        from empty to not empty) or the watch ends, instead of having a thread block in
+        :meth:`get`. It runs on the writer's thread with the watch's lock held, so it must only
+        schedule work (the API server's watch cache wakes its event loop, which then takes
+        the events itself with ``get(timeout=0)``). Called at once if events are waiting."""
+        with self._cond:
+            self._ready = callback
+            pending = bool(self._queue) or self._error is not None or self._closed
+        if pending:
+            callback()
 
     def __iter__(self) -> Iterator[Event]:
         while True:
@@ -120,8 +133,13 @@ class SqlWatch:
                     "list and watch again"
                 )
             else:
+                was_empty = not self._queue
                 self._queue.extend(events)
+                if not was_empty:
+                    return  # the consumer has been told already and has not taken them all
             self._cond.notify_all()
+            if self._ready is not None:
+                self._ready()
 
     def fail(self, error: StoreError) -> None:
         """End the watch with an error (store closed, history compacted away)."""
@@ -129,6 +147,8 @@ class SqlWatch:
             if self._error is None and not self._closed:
                 self._error = error
             self._cond.notify_all()
+            if self._ready is not None:
+                self._ready()
 
 
 class WatchHub:

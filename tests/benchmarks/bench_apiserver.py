@@ -3,6 +3,8 @@
 Run alone: ``.venv/bin/python tests/benchmarks/bench_apiserver.py`` (starts its own
 ``kybern server --disable-agent`` on SQLite in a temp dir). Prints figures, asserts nothing.
 Goals from the issue: >= 1000 creates/s, single-object p99 <= 50 ms, watch p99 <= 50 ms.
+The last figures compare kybern's ApiClient over TCP + TLS with the client ``api_factory``
+gives in-process components (over the API server's local Unix socket, no TLS).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -201,6 +204,50 @@ async def watch_latency(session: aiohttp.ClientSession, url: str, watchers: int,
     return latencies
 
 
+async def client_creates(client: Any, clients: int, total: int) -> float:
+    """Creates/s through a kybern ApiClient (what in-process components use)."""
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            await client.create("configmaps", json.loads(cm(f"k{i}")), namespace=ns)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return total / (time.perf_counter() - t0)
+
+
+async def local_path(base: Path, url: str, token: str) -> None:
+    """The in-process components' way in: api_factory's client (over the API server's Unix
+    socket when it publishes one) against a plain HttpApiClient over TCP + TLS."""
+    from kybern.client import HttpApiClient
+    from kybern.components import RunContext
+    from kybern.config import Config
+    from kybern.runner import api_factory
+
+    data = base / "data"
+    sock = data / "apiserver.sock"
+    ctx = RunContext(config=Config(data_dir=data), plugins=None)  # type: ignore[arg-type]
+    ctx.shared.update(api_url=url, admin_token=token, ca_file=str(data / "tls" / "ca.crt"))
+    if sock.exists():
+        ctx.shared["api_socket"] = str(sock)
+    tcp = HttpApiClient(url, token, data / "tls" / "ca.crt")
+    local = api_factory(ctx)()
+    try:
+        for clients, total in ((1, 1000), (16, 3000)):
+            rate_tcp = await client_creates(tcp, clients, total)
+            rate_local = await client_creates(local, clients, total)
+            print(
+                f"ApiClient create, {clients:>2} client(s): TCP+TLS {rate_tcp:6.0f}/s   "
+                f"api_factory ({'unix socket' if sock.exists() else 'TCP+TLS'}) {rate_local:6.0f}/s"
+            )
+    finally:
+        await tcp.close()
+        await local.close()
+
+
 def ms(v: float) -> str:
     return f"{v * 1000:.1f} ms"
 
@@ -227,7 +274,11 @@ async def main() -> None:
                     f"watch delivery, {watchers:>3} watcher(s):    p50 {ms(pct(lat, 50))}  "
                     f"p99 {ms(pct(lat, 99))}  (from create request start, {len(lat)} events)"
                 )
-            print(f"(machine: {os.cpu_count()} CPUs, SQLite, python {sys.version.split()[0]})")
+            await local_path(base, url, token)
+            print(
+                f"(machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, SQLite, "
+                f"python {sys.version.split()[0]})"
+            )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

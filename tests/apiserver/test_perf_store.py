@@ -1,0 +1,103 @@
+"""The store features the API server's fast paths rely on (SQLite, a real database file).
+
+- ``SqlWatch.on_ready`` calls back when events become available (once per batch, on the
+  writer's thread), so the API server's watch cache takes them on its event loop with no
+  thread blocked in ``get``;
+- ``SqlStore.inline_lock``: a thread holding it may write (the lock is re-entrant), and while
+  another thread writes it is busy, so the API server falls back to its worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from kybern.plugins.sqlstore import SqlStore
+from kybern.store import StoreError
+
+
+def _store(tmp_path: Path) -> SqlStore:
+    return SqlStore(f"sqlite:///{tmp_path / 'state.db'}", compact_interval=0)
+
+
+def test_watch_on_ready_signals_once_per_batch(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    try:
+        before = store.create("/registry/early", b"0")
+        w = store.watch("/registry/", before - 1)
+        calls: list[int] = []
+        w.on_ready(lambda: calls.append(threading.get_ident()))
+        assert calls, "an event was already waiting: on_ready calls back at once"
+        assert w.get(timeout=0).revision == before  # type: ignore[union-attr]
+        assert w.get(timeout=0) is None
+        calls.clear()
+
+        rev1 = store.create("/registry/a", b"1")
+        rev2 = store.create("/registry/b", b"2")
+        # one call when the queue became non-empty; the second write found it non-empty
+        assert calls == [threading.get_ident()]
+        first, second = w.get(timeout=0), w.get(timeout=0)
+        assert first is not None and second is not None
+        assert (first.revision, second.revision) == (rev1, rev2)
+        assert w.get(timeout=0) is None
+
+        # a write from another thread calls back on that thread
+        t = threading.Thread(target=lambda: store.update("/registry/a", b"3"))
+        t.start()
+        t.join(10)
+        assert len(calls) == 2 and calls[1] != threading.get_ident()
+        ev = w.get(timeout=0)
+        assert ev is not None and ev.kv.value == b"3"
+
+        # other prefixes do not call back
+        other = store.watch("/other/", store.current_revision())
+        other_calls: list[int] = []
+        other.on_ready(lambda: other_calls.append(1))
+        store.create("/registry/c", b"4")
+        assert other_calls == []
+        other.close()
+        w.close()
+    finally:
+        store.close()
+
+
+def test_watch_on_ready_reports_the_end_of_the_watch(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    w = store.watch("/registry/", store.current_revision())
+    calls: list[bool] = []
+    w.on_ready(lambda: calls.append(True))
+    store.close()  # ends every watch with an error
+    assert calls == [True]
+    with pytest.raises(StoreError):
+        w.get(timeout=0)
+
+
+def test_inline_lock_is_reentrant_and_busy_while_another_thread_writes(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    try:
+        lock = store.inline_lock
+        assert lock is not None
+        with lock:  # the holder writes through the store's own locking
+            rev = store.create("/registry/x", b"1")
+        assert store.get("/registry/x").mod_revision == rev  # type: ignore[union-attr]
+
+        holding, release = threading.Event(), threading.Event()
+
+        def other_writer() -> None:
+            with lock:
+                holding.set()
+                release.wait(10)
+
+        t = threading.Thread(target=other_writer)
+        t.start()
+        assert holding.wait(10)
+        try:
+            assert lock.acquire(blocking=False) is False
+        finally:
+            release.set()
+            t.join(10)
+        assert lock.acquire(blocking=False) is True
+        lock.release()
+    finally:
+        store.close()
