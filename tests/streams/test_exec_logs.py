@@ -325,3 +325,39 @@ def test_kubectl_cp_both_ways(cluster: Cluster, talker: str, tmp_path: Path) -> 
     back = tmp_path / "down.txt"
     cluster.kubectl("cp", f"{talker}:/tmp/up.txt", str(back), "-c", "main")
     assert back.read_bytes() == local.read_bytes()
+
+
+def test_kubectl_port_forward_upload(cluster: Cluster, talker: str) -> None:
+    """Bytes to the pod: more than SPDY's initial 64 KiB window, then the end of the stream."""
+    # nc's stdin stays open (a pipe of ours): at its end busybox nc half-closes the connection,
+    # and kubectl ends a forwarded connection when the pod's side closes
+    listener = subprocess.Popen(
+        kubectl_cmd(cluster, "exec", "-i", talker, "-c", "side", "--", "sh", "-c", "nc -lp 9000 >/tmp/recv"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        kubectl_cmd(cluster, "port-forward", talker, ":9000"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        match = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> 9000", proc.stdout.readline())
+        assert match
+        payload = bytes(range(256)) * 1200  # 300 KiB
+        tcp = ("exec", talker, "-c", "side", "--", "sh", "-c", "cat /proc/net/tcp*")
+        cluster.wait_for("nc listening", lambda: ":2328 " in cluster.kubectl(*tcp).stdout)  # 9000 in hex
+        with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=30) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1) == b""  # the pod's side closes once nc has it all
+        assert listener.stdin is not None
+        listener.stdin.close()
+        assert listener.wait(timeout=30) == 0
+        digest = cluster.kubectl("exec", talker, "-c", "side", "--", "md5sum", "/tmp/recv").stdout
+        assert digest.startswith(hashlib.md5(payload).hexdigest()), digest
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if listener.poll() is None:
+            listener.kill()
+        listener.wait()
