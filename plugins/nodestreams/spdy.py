@@ -68,11 +68,16 @@ def data_frame(stream: int, data: bytes, fin: bool = False) -> bytes:
 class Request:
     """One forwarded connection: its two streams, paired by requestID."""
 
+    id: str = ""
     port: int = 0
     error: int | None = None
     data: int | None = None
     writer: asyncio.StreamWriter | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: what the client sent before the connection to the pod was made (and whether it ended)
+    pending: list[bytes] = field(default_factory=list)
+    ended: bool = False
+    failed: bool = False
 
 
 class SpdyPortForward:
@@ -137,7 +142,8 @@ class SpdyPortForward:
         headers = parse_headers(self._inflate.decompress(body[10:]))
         empty = self._deflate.compress(b"\x00\x00\x00\x00") + self._deflate.flush(zlib.Z_SYNC_FLUSH)
         await self._send(control_frame(SYN_REPLY, stream.to_bytes(4, "big") + empty))
-        request = self._requests.setdefault(headers.get("requestid", ""), Request())
+        rid = headers.get("requestid", "")
+        request = self._requests.setdefault(rid, Request(id=rid))
         try:
             request.port = int(headers.get("port", "0"))
         except ValueError:
@@ -152,16 +158,14 @@ class SpdyPortForward:
 
     async def _data(self, stream: int, flags: int, body: bytes) -> None:
         request = self._by_data.get(stream)
-        if request is None:
+        if request is None or request.failed:
             return
-        if request.writer is None and request.tasks:
-            # the connection to the pod is being made: data that came first waits for it
-            for _ in range(200):
-                await asyncio.sleep(0.01)
-                if request.writer is not None or request.tasks[0].done():
-                    break
         writer = request.writer
-        if writer is None or writer.is_closing():
+        if writer is None:  # still connecting to the pod: keep it for then
+            request.pending.append(body)
+            request.ended = request.ended or bool(flags & FLAG_FIN)
+            return
+        if writer.is_closing():
             return
         if body:
             writer.write(body)
@@ -172,15 +176,23 @@ class SpdyPortForward:
     async def _forward(self, request: Request) -> None:
         assert request.data is not None and request.error is not None
         try:
-            reader, request.writer = await asyncio.open_connection(self.ip, request.port)
+            reader, writer = await asyncio.open_connection(self.ip, request.port)
         except OSError as exc:
+            request.failed = True
             message = (
                 f"error forwarding port {request.port} to pod {self.pod}: "
                 f"failed to connect to {self.ip}:{request.port}: {exc.strerror or exc}"
             )
             await self._send(data_frame(request.error, message.encode(), fin=True))
             await self._send(data_frame(request.data, b"", fin=True))
+            self._requests.pop(request.id, None)
+            self._by_data.pop(request.data, None)
             return
+        writer.write(b"".join(request.pending))
+        request.pending.clear()
+        if request.ended and writer.can_write_eof():
+            writer.write_eof()
+        request.writer = writer
         try:
             while chunk := await reader.read(CHUNK):
                 await self._send(data_frame(request.data, chunk))
@@ -189,3 +201,6 @@ class SpdyPortForward:
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self._send(data_frame(request.data, b"", fin=True))
             await self._send(data_frame(request.error, b"", fin=True))
+        writer.close()
+        self._requests.pop(request.id, None)  # one session serves every connection: forget it
+        self._by_data.pop(request.data, None)
