@@ -22,17 +22,12 @@ from support import REPO
 from support.cli import run_kybern
 from support.images import DEFAULT_TAG, ensure_busybox_image, image_exists
 
-#: source folder -> import package, as pyproject.toml's package-dir maps them
-ROOTS = {
-    "core": "kybern",
-    "plugins": "kybern/plugins",
-    "runtimes": "kybern/runtimes",
-    "migrations": "kybern/migrations",
-}
 #: files besides Python modules that the package needs at run time
 DATA_SUFFIXES = {".mako", ".ini", ".gz", ".json", ".yaml", ".yml", ".sql", ".html", ".js", ".css"}
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 DECLARED_PLUGINS: dict[str, str] = PYPROJECT["project"]["entry-points"]["kybern.plugins"]
+#: import package -> source folder, as pyproject.toml maps them (kybern -> core, ...)
+PACKAGE_DIRS: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +64,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _shipped_sources() -> list[str]:
     """Every module and data file under the four source roots, as its path inside the wheel."""
     expected = []
-    for folder, package in ROOTS.items():
+    for package, folder in PACKAGE_DIRS.items():
+        prefix = package.replace(".", "/")
         for path in sorted((REPO / folder).rglob("*")):
             if "__pycache__" in path.parts or not path.is_file():
                 continue
             if path.suffix == ".py" or path.suffix in DATA_SUFFIXES:
-                expected.append(f"{package}/{path.relative_to(REPO / folder).as_posix()}")
+                expected.append(f"{prefix}/{path.relative_to(REPO / folder).as_posix()}")
     return expected
 
 
