@@ -7,7 +7,7 @@
 #
 # Steps: Debian packages, Podman configuration for this host class (runc, ulimits), a check
 # that Podman really runs a container (with the busybox test image), the Python venv and, for
-# --dev, PostgreSQL. Every failure ends in one line saying what to fix; the script goes on
+# --dev, PostgreSQL. Every failed check ends in one line saying what to fix; the script goes on
 # with the other steps where it can and exits non-zero at the end.
 set -euo pipefail
 
