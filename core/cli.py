@@ -49,6 +49,20 @@ class _Group(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return super().get_command(ctx, name) or self._plugin_commands(ctx).get(name)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Usage errors end in one line too (click would print usage, a hint and the error)."""
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "kybern"
+            fail(f"{exc.format_message()} (see `{where} --help`)", 2)
+        except click.Abort:
+            sys.exit(130)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -271,6 +285,10 @@ def version() -> None:
     click.echo(f"kybern {__version__} (Kubernetes API {KUBERNETES_VERSION})")
 
 
+#: kubectl invocations that need no cluster (so no kubeconfig)
+CLIENT_ONLY_ARGS = frozenset({"--client", "--help", "-h", "help", "completion", "options", "plugin"})
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
@@ -280,8 +298,9 @@ def kubectl(data_dir: Path | None, args: tuple[str, ...]) -> None:
     if binary is None:
         fail("kubectl is not installed (apt-get install kubectl, or put it on PATH)")
     kubeconfig = (data_dir or default_data_dir()) / "kubeconfig.yaml"
-    if not kubeconfig.exists():
+    if kubeconfig.exists():
+        os.environ["KUBECONFIG"] = str(kubeconfig)
+    elif not set(args) & CLIENT_ONLY_ARGS:
         fail(f"no kubeconfig at {kubeconfig}: start `kybern server` first (or pass --data-dir)")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
     logger.remove()
     os.execv(binary, [binary, *args])  # type: ignore[arg-type]

@@ -53,10 +53,6 @@ def test_server_help_shows_its_options() -> None:
         assert option in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/cli.py: click usage errors print usage + hint + error (4 lines), not one line",
-)
 @pytest.mark.parametrize(
     "args",
     [("--no-such-flag",), ("server", "--no-such-flag"), ("server", "--https-listen-port", "notaport")],
@@ -140,10 +136,6 @@ def test_kubectl_without_cluster_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="core/cli.py: `kybern kubectl` demands a kubeconfig even for `version --client`",
-)
 def test_kubectl_version_client_needs_no_cluster(tmp_path: Path) -> None:
     result = run_kybern("kubectl", "--data-dir", str(tmp_path), "version", "--client")
     assert result.returncode == 0, result.stderr
