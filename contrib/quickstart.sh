@@ -93,6 +93,8 @@ Try next:
   $kk get all -n demo
   $kk get pods -n demo -o wide
   $kk describe deployment web -n demo
+  $kk logs deployment/web -n demo
+  $kk exec deployment/web -n demo -- ls /www
   $kk scale deployment web -n demo --replicas=3
   $kk delete namespace demo
 Server log: $LOG
