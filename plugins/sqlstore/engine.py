@@ -28,7 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 
-def _sqlite_engine(target: Target, begin: str, pool_size: int) -> Engine:
+def _sqlite_engine(target: Target, begin: str, pool_size: int, autocheckpoint: bool = True) -> Engine:
     engine = sa.create_engine(
         target.url,
         pool_size=pool_size,
@@ -48,6 +48,13 @@ def _sqlite_engine(target: Target, begin: str, pool_size: int) -> Engine:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute(f"PRAGMA busy_timeout={busy}")
+        if not autocheckpoint:
+            # a commit that triggers a checkpoint waits for its fsyncs; the API server commits
+            # on its event loop, so the store checkpoints from a thread of its own instead
+            # (SqlStore._checkpoint_loop). Writers still do when that thread falls far behind
+            # (32 MiB of WAL instead of SQLite's 4), and the file shrinks back after a burst.
+            cur.execute("PRAGMA wal_autocheckpoint=8192")
+            cur.execute(f"PRAGMA journal_size_limit={64 * 1024 * 1024}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -74,7 +81,10 @@ def create_engines(target: Target) -> tuple[Engine, Engine]:
         # every in-process write is serialized by the store anyway: one writer connection
         # (plus overflow for the rare migration or compaction) is all SQLite can use
         # readers are cheap on SQLite (no server process behind each connection)
-        return _sqlite_engine(target, "BEGIN IMMEDIATE", 1), _sqlite_engine(target, "BEGIN", max(size, 8))
+        return (
+            _sqlite_engine(target, "BEGIN IMMEDIATE", 1, autocheckpoint=False),
+            _sqlite_engine(target, "BEGIN", max(size, 8)),
+        )
     return _pg_engine(target, "READ COMMITTED", size), _pg_engine(target, "REPEATABLE READ", size)
 
 

@@ -161,6 +161,8 @@ _SET_COMPACTED = (
 _PG_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}), pg_notify('{CHANNEL}', :me)")
 
 _NO_LIMIT_REV = 2**62
+#: seconds between SQLite WAL checkpoints (writers never checkpoint, see _checkpoint_loop)
+CHECKPOINT_INTERVAL = 0.25
 
 
 def _event(row: Sequence[Any]) -> Event:
@@ -245,6 +247,12 @@ class SqlStore:
                 target=self._compact_loop, name="sqlstore-compactor", daemon=True
             )
             self._compactor.start()
+        self._checkpointer: threading.Thread | None = None
+        if not self._pg:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="sqlstore-checkpointer", daemon=True
+            )
+            self._checkpointer.start()
         log.info("store open: {} at revision {}", mask(target.url), start)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -566,6 +574,30 @@ class SqlStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def _checkpoint_loop(self) -> None:
+        """SQLite: copy the WAL into the database file now and then, off the writers' path.
+
+        Writers seldom checkpoint (a large ``wal_autocheckpoint``, see engine.py): a checkpoint
+        fsyncs, and a writer may be the API server's event loop. A PASSIVE checkpoint takes no
+        lock writers wait for; once it has copied everything, the next write starts the WAL
+        over, so the file stays small.
+        """
+        failures = 0
+        while not self._stop.wait(CHECKPOINT_INTERVAL):
+            try:
+                raw = self._reader.raw_connection()  # autocommit: no transaction around it
+                try:
+                    cur = raw.cursor()
+                    cur.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    cur.close()
+                finally:
+                    raw.close()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.warning("WAL checkpoint failed ({} failures): {}", failures, first_line(exc))
+
     def close(self) -> None:
         if self._closed:
             return
@@ -573,6 +605,8 @@ class SqlStore:
         self._stop.set()
         if self._compactor is not None:
             self._compactor.join(timeout=10)
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
         if self._listener is not None:
             self._listener.close()
         self._hub.close()
