@@ -11,7 +11,9 @@ One table (family ip) that the proxy alone owns::
     sep-<hash>        saddr == endpoint (hairpin): mark; [update @aff-<sep>]; dnat to ip:port
     masquerading      postrouting: marked packets are masqueraded (source = outgoing interface)
     endpoints-check   filter hooks: a service port without endpoints is rejected (ICMP
-                      port unreachable, so clients fail fast instead of timing out)
+                      port unreachable, so clients fail fast instead of timing out), and so
+                      is a ClusterIP on a port no service has (it would leave by the
+                      default route otherwise)
 
 Chain names hash the service port key (and the endpoint), so a chain's content only changes
 when its service port's endpoints do, and a sync touches only the chains and map elements
@@ -74,10 +76,13 @@ table ip {table} {{
     map service-nodeports {{ type inet_proto . inet_service : verdict; }}
     map no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
     map no-endpoint-nodeports {{ type inet_proto . inet_service : verdict; }}
+    set cluster-ips {{ type ipv4_addr; }}
+    set service-keys {{ type ipv4_addr . inet_proto . inet_service; }}
     chain reject-chain {{ reject; }}
     chain endpoints-check {{
         ip daddr . meta l4proto . th dport vmap @no-endpoint-services
         fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports
+        ip daddr @cluster-ips ip daddr . meta l4proto . th dport != @service-keys reject
     }}
     chain filter-input {{
         type filter hook input priority -110; policy accept;
@@ -140,6 +145,9 @@ def _elements(table: str, state: ServiceState) -> dict[tuple[str, str], str]:
     """Map elements of a service port: (map, key) -> verdict."""
     p = state.port
     out: dict[tuple[str, str], str] = {}
+    for ip in p.cluster_ips:  # set elements (no verdict): what is a service at all
+        out[("cluster-ips", ip)] = ""
+        out[("service-keys", f"{ip} . {p.protocol} . {p.port}")] = ""
     if state.endpoints:
         for ip in p.cluster_ips:
             out[("service-ips", f"{ip} . {p.protocol} . {p.port}")] = f"goto {svc_chain(state)}"
@@ -151,6 +159,10 @@ def _elements(table: str, state: ServiceState) -> dict[tuple[str, str], str]:
         if p.node_port:
             out[("no-endpoint-nodeports", f"{p.protocol} . {p.node_port}")] = "goto reject-chain"
     return out
+
+
+def _element(key: str, verdict: str) -> str:
+    return f"{key} : {verdict}" if verdict else key
 
 
 def _chains(state: ServiceState) -> set[str]:
@@ -197,9 +209,9 @@ def diff(
         if before is not None:
             tx.del_elements.append(f"delete element ip {table} {map_name} {{ {key} }}")
             # re-added after the delete: put it among the deletions, in order
-            tx.del_elements.append(f"add element ip {table} {map_name} {{ {key} : {verdict} }}")
+            tx.del_elements.append(f"add element ip {table} {map_name} {{ {_element(key, verdict)} }}")
         else:
-            tx.add_elements.append(f"add element ip {table} {map_name} {{ {key} : {verdict} }}")
+            tx.add_elements.append(f"add element ip {table} {map_name} {{ {_element(key, verdict)} }}")
     for map_name, key in old_elements.keys() - new_elements.keys():
         tx.del_elements.append(f"delete element ip {table} {map_name} {{ {key} }}")
     stale = old_chains - new_chains

@@ -75,6 +75,7 @@ class NftablesProxier:
         self._rebuild = True
         self._synced = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
         for inf in (self.services, self.slices, self.endpoints):
             inf.add_event_handler(self._changed, lambda _old, new: self._changed(new), self._changed)
         self._routes_dirty = manage_routes
@@ -110,13 +111,15 @@ class NftablesProxier:
             log.warning("proxy: informers not synced after 60s; serving what is known")
         await self._sync()
         self._task = asyncio.create_task(self._loop(), name="proxy sync")
+        self._timer = asyncio.create_task(self._full_sync_timer(), name="proxy full sync")
         log.info("nftables proxy ready (table ip {}, {} service ports)", self.table, len(self.applied))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        for task in (self._task, self._timer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         await self.factory.stop()
         with contextlib.suppress(Exception):
             await nftables.delete_table(self.table)
@@ -127,11 +130,7 @@ class NftablesProxier:
     async def _loop(self) -> None:
         backoff = 0.1
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), self.full_sync_period)
-            except TimeoutError:
-                # like kube-proxy's periodic full sync: repairs rules someone else changed
-                self._rebuild = True
+            await self._dirty.wait()
             try:
                 await self._sync()
                 backoff = 0.1
@@ -181,6 +180,13 @@ class NftablesProxier:
             del self.sync_latencies[:-10000]
         async with self._synced:
             self._synced.notify_all()
+
+    async def _full_sync_timer(self) -> None:
+        """Like kube-proxy's periodic full sync: repairs rules someone else changed."""
+        while True:
+            await asyncio.sleep(self.full_sync_period)
+            self._rebuild = True
+            self._dirty.set()
 
     async def wait_until(self, predicate: Callable[[dict[str, ServiceState]], bool], timeout: float) -> bool:
         """Wait until the applied state satisfies ``predicate`` (tests, benchmarks)."""

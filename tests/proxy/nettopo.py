@@ -7,6 +7,7 @@ endpoint served a request. Everything lives under one short random prefix and is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -81,7 +82,7 @@ class Topology:
     """A bridge ``<prefix>br`` with 10.99.N.1/24 and namespaces at .11, .12, ..."""
 
     prefix: str = field(default_factory=lambda: "kpt" + secrets.token_hex(3))
-    subnet: int = field(default_factory=lambda: 100 + secrets.randbelow(100))
+    subnet: int = field(default_factory=lambda: free_subnet())
     hosts: list[Host] = field(default_factory=list)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="kybern-proxy-")))
 
@@ -94,6 +95,9 @@ class Topology:
         return f"10.99.{self.subnet}.1"
 
     def open(self) -> Topology:
+        remove_orphans()
+        OWNERS.mkdir(parents=True, exist_ok=True)
+        (OWNERS / self.prefix).write_text(str(os.getpid()))
         sh("ip", "link", "add", self.bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         sh("ip", "link", "set", self.bridge, "up")
@@ -146,6 +150,45 @@ class Topology:
             sh("ip", "netns", "del", host.name, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+        (OWNERS / self.prefix).unlink(missing_ok=True)
+
+
+#: one file per live topology (name: prefix, content: owner pid), so a run killed before its
+#: finalizers (e.g. by a timeout) is cleaned up by the next one, and a concurrent run is not
+OWNERS = Path(tempfile.gettempdir()) / "kybern-proxy-test-topologies"
+
+
+def free_subnet() -> int:
+    """A 10.99.N.0/24 that no route on this host uses (concurrent runs pick different ones)."""
+    routes = sh("ip", "-4", "route").stdout
+    for _ in range(200):
+        n = 1 + secrets.randbelow(254)
+        if f"10.99.{n}." not in routes and f"10.97.{n}." not in routes and f"10.96.{n}." not in routes:
+            return n
+    raise RuntimeError("no free 10.99.N.0/24 for a test topology")
+
+
+def remove_orphans() -> None:
+    if not OWNERS.is_dir():
+        return
+    for owner in OWNERS.iterdir():
+        try:
+            os.kill(int(owner.read_text().strip() or "0"), 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError, OSError):
+            continue
+        prefix = owner.name
+        for ns in sh("ip", "netns", "list", check=False).stdout.split("\n"):
+            name = ns.split(" ")[0]
+            if name.startswith(f"{prefix}-h"):
+                for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), 9)
+                sh("ip", "netns", "del", name, check=False)
+        sh("ip", "link", "del", f"{prefix}br", check=False)
+        owner.unlink(missing_ok=True)
 
 
 #: never through an HTTP proxy from the environment: test traffic stays on this host

@@ -102,6 +102,12 @@ def test_no_endpoints_rejects_and_nodeport_answers_on_host_address(
                     await asyncio.to_thread(get, f"http://{cip}/", 3)
                 except OSError as exc:
                     raise exc.reason if hasattr(exc, "reason") else exc from None  # type: ignore[misc]
+            # a ClusterIP on a port that is not the service's: refused too
+            with pytest.raises(ConnectionRefusedError):
+                try:
+                    await asyncio.to_thread(get, f"http://{cip}:81/", 3)
+                except OSError as exc:
+                    raise exc.reason if hasattr(exc, "reason") else exc from None  # type: ignore[misc]
             await set_endpoints(api, "np", [host.ip])
             assert await proxier.wait_until(lambda _s: _eps(proxier, "np") == {host.ip}, 10)
             addresses = sorted(a for a in await local_addresses() if not a.startswith("127."))
