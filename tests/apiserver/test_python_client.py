@@ -349,7 +349,8 @@ def test_service_cluster_ip_and_node_port_allocation(kube_client: Any, ns: str) 
 
     a = core.create_namespaced_service(ns, svc("a"))
     assert ipaddress.ip_address(a.spec.cluster_ip) in ipaddress.ip_network("10.43.0.0/16")
-    assert a.spec.cluster_ips == [a.spec.cluster_ip] and a.spec.ports[0].node_port is None
+    # the v32 client names clusterIPs `cluster_i_ps`
+    assert a.to_dict()["spec"]["cluster_i_ps"] == [a.spec.cluster_ip] and a.spec.ports[0].node_port is None
     b = core.create_namespaced_service(ns, svc("b", "NodePort"))
     assert b.spec.cluster_ip != a.spec.cluster_ip and 30000 <= b.spec.ports[0].node_port <= 32767
     # a PUT that omits the allocated values keeps them
