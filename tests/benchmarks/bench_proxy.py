@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
 from kybern.plugins.proxy.proxier import NftablesProxier  # noqa: E402
-from kybern.plugins.userspaceproxy.proxier import UserspaceProxier  # noqa: E402
+from kybern.plugins.proxy.userspace.proxier import UserspaceProxier  # noqa: E402
 from proxy.helpers import client_for, make_service, set_endpoints  # noqa: E402
 from proxy.nettopo import HTTP_PORT, Topology, nft_problem, sh  # noqa: E402
 from support.cluster import running_server  # noqa: E402

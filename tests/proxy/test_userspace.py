@@ -7,7 +7,7 @@ import collections
 import secrets
 
 import pytest
-from kybern.plugins.userspaceproxy.proxier import UserspaceProxier
+from kybern.plugins.proxy.userspace.proxier import UserspaceProxier
 from support.cluster import Server
 
 from .helpers import client_for, make_service, set_endpoints

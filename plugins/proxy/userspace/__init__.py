@@ -48,7 +48,7 @@ class UserspaceProxyComponent:
         if not await self._should_serve():
             log.debug("userspace proxy idle: the nftables proxy serves")
             return
-        from kybern.plugins.userspaceproxy.proxier import UserspaceProxier
+        from kybern.plugins.proxy.userspace.proxier import UserspaceProxier
 
         assert self.ctx.api is not None
         proxier = UserspaceProxier(self.ctx.api("kybern-userspace-proxy"))

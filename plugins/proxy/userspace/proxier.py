@@ -17,8 +17,8 @@ from typing import Any
 
 from kybern.client import ApiClient
 from kybern.informers import SharedInformerFactory
-from kybern.plugins.userspaceproxy.forwarder import Backends, TcpListener, UdpListener
-from kybern.plugins.userspaceproxy.model import SERVICE_NAME_LABEL, ServiceState, desired_state
+from kybern.plugins.proxy.model import SERVICE_NAME_LABEL, ServiceState, desired_state
+from kybern.plugins.proxy.userspace.forwarder import Backends, TcpListener, UdpListener
 from loguru import logger
 
 log = logger.bind(component="userspace-proxy")

@@ -13,7 +13,7 @@ import random
 import socket
 import time
 
-from kybern.plugins.userspaceproxy.model import Endpoint
+from kybern.plugins.proxy.model import Endpoint
 from loguru import logger
 
 log = logger.bind(component="userspace-proxy")
