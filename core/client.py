@@ -133,8 +133,10 @@ _encode = msgspec.json.Encoder().encode
 
 _VERSION_SEGMENT = re.compile(r"^v\d+(?:(?:alpha|beta)\d+)?$")
 
-#: reasons kube-apiserver gives for status codes, for error bodies that are not a Status
-_REASONS = {
+#: the reason kube-apiserver gives each status code (apimachinery's StatusReason values); the
+#: API server words its Status objects with it and the client fills it into error bodies that
+#: are not a Status
+STATUS_REASONS: dict[int, str] = {
     400: "BadRequest",
     401: "Unauthorized",
     403: "Forbidden",
@@ -206,7 +208,7 @@ def status_from_response(code: int, body: bytes, content_type: str | None = None
         "metadata": {},
         "status": "Failure",
         "message": text or f"the server responded with HTTP {code}",
-        "reason": _REASONS.get(code, "Unknown"),
+        "reason": STATUS_REASONS.get(code, "Unknown"),
         "code": code,
     }
 

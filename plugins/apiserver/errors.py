@@ -12,24 +12,6 @@ from typing import Any
 
 from kybern.resources import FieldError, ResourceType
 
-STATUS_REASONS: dict[int, str] = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    405: "MethodNotAllowed",
-    406: "NotAcceptable",
-    409: "Conflict",
-    410: "Expired",
-    413: "RequestEntityTooLarge",
-    415: "UnsupportedMediaType",
-    422: "Invalid",
-    429: "TooManyRequests",
-    500: "InternalError",
-    503: "ServiceUnavailable",
-    504: "Timeout",
-}
-
 
 class ApiStatusError(Exception):
     """Raised anywhere in a request; the app turns it into a Status answer."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from kybern.client import STATUS_REASONS
 from kybern.plugins.apiserver import bodies, errors, tables
 from kybern.plugins.apiserver.app import json_response
 from kybern.plugins.apiserver.cache import CachedObject, decode_value
@@ -338,7 +339,7 @@ def _patch_sets_rv(body: bytes, content_type: str) -> bool:
 def _patch_error(exc: Exception) -> errors.ApiStatusError:
     code = int(getattr(exc, "code", 400) or 400)
     message = str(getattr(exc, "message", None) or exc)
-    return errors.ApiStatusError(code, errors.STATUS_REASONS.get(code, "BadRequest"), message)
+    return errors.ApiStatusError(code, STATUS_REASONS.get(code, "BadRequest"), message)
 
 
 async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web.Response:

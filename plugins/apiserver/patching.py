@@ -16,6 +16,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 import msgspec
+from kybern.client import STATUS_REASONS
 from kybern.plugins.apiserver.schemawalk import FieldMeta, Node, has_definition, root
 
 JSON_PATCH = "application/json-patch+json"
@@ -50,14 +51,12 @@ class PatchError(Exception):
     underlying library error when kube hides it behind a generic message (worth logging).
     """
 
-    _REASONS = {400: "BadRequest", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType", 422: "Invalid"}
-
     def __init__(self, code: int, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.detail = detail or message
-        self.reason = self._REASONS.get(code, "BadRequest")
+        self.reason = STATUS_REASONS.get(code, "BadRequest")
 
 
 def apply_patch(original: dict, patch: bytes, content_type: str, definition: str | None) -> dict:
