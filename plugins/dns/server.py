@@ -134,7 +134,7 @@ class DnsServer:
         #: zone reads from changes (``invalidate``), so answers are never staler than the API.
         #: Only used without plugin answers (those may change without any event here).
         self._answers: dict[bytes, bytes] = {}
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: _PktinfoUdp | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -239,24 +239,19 @@ class DnsServer:
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        server = self
-
-        class Udp(asyncio.DatagramProtocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                self.transport = transport  # type: ignore[assignment]
-
-            def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-                server._datagram(self.transport, data, addr)  # type: ignore[arg-type]
-
-        transport, _ = await loop.create_datagram_endpoint(Udp, local_addr=(host, port))
+        # a wildcard UDP socket answers from the address the route picks, which on a node is
+        # the pod bridge's (10.42.N.1), not the address a pod asked (the node IP behind the
+        # kube-dns ClusterIP): the pod's resolver and the proxy's conntrack then drop the
+        # reply. IP_PKTINFO lets each reply leave from the address its query came to.
+        transport = _PktinfoUdp(loop, host, port, self._datagram)
         try:
             self._tcp = await asyncio.start_server(self._stream, host, port)
         except OSError:
             transport.close()
             raise
-        self._udp = transport  # type: ignore[assignment]
+        self._udp = transport
 
-    def _datagram(self, transport: asyncio.DatagramTransport, data: bytes, addr: tuple[str, int]) -> None:
+    def _datagram(self, transport: _Replier, data: bytes, addr: tuple[str, int]) -> None:
         hit = self.cached(data)
         if hit is not None:
             transport.sendto(hit, addr)
@@ -320,3 +315,69 @@ class DnsServer:
             self._tcp = None
         for task in list(self._tasks):
             task.cancel()
+
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python names it only on some builds
+_PKTINFO = struct.Struct("@i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+
+
+class _Replier:
+    """Sends answers to one query from the address the query was sent to."""
+
+    __slots__ = ("_local", "_sock")
+
+    def __init__(self, sock: socket.socket, local: bytes | None) -> None:
+        self._sock = sock
+        self._local = local
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        ancillary = []
+        if self._local is not None:
+            ancillary.append((socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(0, self._local, bytes(4))))
+        with contextlib.suppress(OSError):  # a client that went away is not our problem
+            self._sock.sendmsg([data], ancillary, 0, addr)
+
+    def is_closing(self) -> bool:
+        return self._sock.fileno() < 0
+
+
+class _PktinfoUdp:
+    """A non-blocking UDP socket read by the event loop, replying through :class:`_Replier`."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        handler: Callable[[_Replier, bytes, tuple[str, int]], None],
+    ) -> None:
+        self._loop = loop
+        self._handler = handler
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            self._sock.setblocking(False)
+            self._sock.bind((host, port))
+        except OSError:
+            self._sock.close()
+            raise
+        loop.add_reader(self._sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        for _ in range(64):  # drain a burst, then let other work run
+            try:
+                data, ancillary, _flags, addr = self._sock.recvmsg(65535, socket.CMSG_SPACE(_PKTINFO.size))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            local = None
+            for level, kind, payload in ancillary:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(payload) >= _PKTINFO.size:
+                    _ifindex, _spec_dst, local = _PKTINFO.unpack(payload[: _PKTINFO.size])
+            self._handler(_Replier(self._sock, local), data, addr)
+
+    def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()

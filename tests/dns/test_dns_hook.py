@@ -98,3 +98,28 @@ def test_plugin_answers_and_cache_invalidation() -> None:
             await plain.stop()
 
     asyncio.run(go())
+
+
+def test_wildcard_listener_answers_from_the_address_asked() -> None:
+    """On 0.0.0.0 a reply must leave from the address the query went to: pods ask the node IP
+    (behind the kube-dns ClusterIP) and drop answers from the bridge address the route would
+    pick. Asking 127.0.0.2 from 127.0.0.1 shows it: dnspython rejects a reply from elsewhere."""
+    zone = ClusterZone(
+        _indexer(ClusterZone.service_indexers()),
+        _indexer(ClusterZone.endpoints_indexers()),
+        _indexer(ClusterZone.pod_indexers()),
+        service_cidr="10.43.0.0/16",
+    )
+
+    async def go() -> None:
+        port = free_udp_tcp_port()
+        server = DnsServer(zone, [], None)
+        await server.start("0.0.0.0", port)
+        try:
+            query = dns.message.make_query("web.default.svc.cluster.local", "A")
+            reply = await dns.asyncquery.udp(query, "127.0.0.2", port=port, source="127.0.0.1", timeout=3)
+            assert reply.rcode() == dns.rcode.NXDOMAIN
+        finally:
+            await server.stop()
+
+    asyncio.run(go())
