@@ -94,9 +94,16 @@ class PodmanService:
         log_path = cfg.podman_dir / "service.log"
         log.info("starting {} (log {})", " ".join(argv), log_path)
         with open(log_path, "ab") as out:
-            # own session: a Ctrl-C meant for the agent must not kill the service mid-request
+            # own session: a Ctrl-C meant for the agent must not kill the service mid-request;
+            # cwd in its own dir: conmon drops files (e.g. "oom") in its working directory
             self.process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+                cwd=cfg.podman_dir,
             )
         deadline = time.monotonic() + cfg.service_start_timeout_s
         why: str | None = "not started"
