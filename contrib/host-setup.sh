@@ -175,6 +175,8 @@ if ((DEV)); then
       else
         psql_admin -c "ALTER ROLE kybern LOGIN CREATEDB PASSWORD 'kybern'"
       fi
+      # tests drop their databases WITH (FORCE), which must end the sessions still in them
+      psql_admin -c "GRANT pg_signal_backend TO kybern"
       if [[ $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'kybern_test'") != 1 ]]; then
         psql_admin -c 'CREATE DATABASE kybern_test OWNER kybern'
       fi

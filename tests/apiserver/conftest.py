@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.pg import drop_database
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 #: a small watch-cache ring so tests can push a resourceVersion out of it quickly
@@ -210,8 +211,7 @@ def pg_cluster() -> Iterator[Cluster]:
             stop_cluster(c)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(admin, name)
 
 
 @pytest.fixture(scope="module")

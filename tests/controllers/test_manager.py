@@ -17,6 +17,7 @@ from kybern.plugins.controllers.manager import _seconds
 from sqlalchemy.engine import make_url
 from support.cli import assert_one_line_error, run_kybern
 from support.cluster import Server, free_port, running_server
+from support.pg import drop_database
 
 
 def _spec(name: str, group: str | None = None) -> ComponentSpec:
@@ -152,8 +153,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(libpq, name)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ import pytest
 from kybern.client import ApiError
 from sqlalchemy.engine import make_url
 from support.cluster import Server, running_server
+from support.pg import drop_database
 from svchelp import client_for
 
 NET = ipaddress.ip_network("10.43.0.0/16")
@@ -188,8 +189,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield make_url(admin).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(libpq, name)
 
 
 @pytest.mark.postgres

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 from kybern.plugins.sqlstore import SqlStore
 from sqlalchemy.engine import make_url
+from support.pg import drop_database
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -55,8 +56,7 @@ def pg_database() -> Iterator[str]:
             .render_as_string(hide_password=False)
         )
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(admin, name)
 
 
 @pytest.fixture(params=BACKENDS)
