@@ -28,8 +28,16 @@ from kybern.plugins.kubelet.nodeinfo import (
 )
 from kybern.plugins.kubelet.objcache import ObjectCache
 from kybern.plugins.kubelet.podworker import PodWorker
+from kybern.plugins.kubelet.pullsecrets import pod_credentials, split_image
 from kybern.plugins.kubelet.volumes import VolumeManager
-from kybern.runtime import ContainerRuntime, ContainerRuntimeError, ImageRef, RuntimeStatus
+from kybern.runtime import (
+    ContainerRuntime,
+    ContainerRuntimeError,
+    ImagePullError,
+    ImageRef,
+    PullPolicy,
+    RuntimeStatus,
+)
 from loguru import logger
 
 if TYPE_CHECKING:
@@ -161,6 +169,30 @@ class NodeAgent:
         ref = await self.runtime.image_present(image)
         if ref is not None:
             self._images[image] = (time.monotonic(), ref)
+        return ref
+
+    async def pull_image(self, pod: dict[str, Any], image: str, policy: PullPolicy) -> ImageRef:
+        """Pull for ``pod``: with each matching credential of its imagePullSecrets (and its
+        ServiceAccount's) in turn until one works, anonymously when none matches."""
+        try:
+            credentials = await pod_credentials(self.cache, pod, image)
+        except ApiError as exc:
+            raise ImagePullError("ErrImagePull", f"reading imagePullSecrets: {exc}") from None
+        if not credentials:
+            ref = await self.runtime.pull_image(image, policy=policy)
+        else:
+            registry = split_image(image)[0]
+            error: ImagePullError | None = None
+            for cred in credentials:
+                try:
+                    ref = await self.runtime.pull_image(image, auth=cred.auth_config(registry), policy=policy)
+                    break
+                except ImagePullError as exc:
+                    error = exc
+            else:
+                assert error is not None
+                raise error
+        self._images[image] = (time.monotonic(), ref)
         return ref
 
     def allocatable(self) -> dict[str, str]:

@@ -326,7 +326,6 @@ class PodWorker:
 
     async def _ensure_image(self, ctr: dict[str, Any], init: bool) -> str | None:
         """Make the image present per imagePullPolicy; None when not available (yet)."""
-        rt = self.node.runtime
         image = ctr.get("image", "")
         name = ctr["name"]
         policy = pull_policy(ctr)
@@ -356,7 +355,7 @@ class PodWorker:
         self._event("Normal", "Pulling", f'Pulling image "{image}"', name, init)
         started = time.monotonic()
         try:
-            await rt.pull_image(image, policy=policy)  # type: ignore[arg-type]
+            await self.node.pull_image(self.pod, image, policy)  # type: ignore[arg-type]
         except ImagePullError as exc:
             now = time.time()
             delay = self.node.pull_backoff.next(key, now)
