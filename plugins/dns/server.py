@@ -3,7 +3,9 @@
 A question goes, in order, to plugins (hook ``kybern_dns_records``), to the cluster zone
 (authoritative: NXDOMAIN/NODATA carry the zone's SOA so resolvers cache the miss for the TTL),
 and otherwise to the host's resolvers. Cluster answers are built synchronously in the datagram
-callback; only forwarding needs a task.
+callback; only forwarding needs a task. An ExternalName Service's CNAME to a name outside the
+zone is followed through the upstreams, as CoreDNS does, so that stub resolvers which do not
+chase CNAMEs themselves (musl, busybox) still get the addresses.
 """
 
 from __future__ import annotations
@@ -189,6 +191,30 @@ class DnsServer:
         response.set_rcode(dns.rcode.SERVFAIL)
         return response
 
+    def external_target(
+        self, query: dns.message.Message, response: dns.message.Message
+    ) -> dns.name.Name | None:
+        """The out-of-zone name a local CNAME answer points at, if the question wants its data."""
+        if response.rcode() != dns.rcode.NOERROR or not response.answer:
+            return None
+        if query.question[0].rdtype in (dns.rdatatype.CNAME, dns.rdatatype.ANY):
+            return None
+        last = response.answer[-1]
+        if last.rdtype != dns.rdatatype.CNAME:
+            return None
+        target: dns.name.Name = last[0].target
+        return None if target.is_subdomain(self.origin) else target
+
+    async def chase(
+        self, query: dns.message.Message, response: dns.message.Message, target: dns.name.Name, tcp: bool
+    ) -> dns.message.Message:
+        """Add the upstream's answer for the CNAME target; a failed lookup leaves the CNAME alone."""
+        sub = dns.message.make_query(target, query.question[0].rdtype)
+        upstream = await self.forward(sub, tcp)
+        if upstream.rcode() == dns.rcode.NOERROR:
+            response.answer.extend(upstream.answer)
+        return response
+
     async def resolve(self, wire: bytes, tcp: bool) -> bytes | None:
         """The reply to one query as received over TCP (or UDP when ``tcp`` is False)."""
         hit = self.cached(wire, tcp)
@@ -201,6 +227,9 @@ class DnsServer:
         response = self.answer_local(query)
         if response is None:
             return self.encode(await self.forward(query, tcp), query, tcp)
+        target = self.external_target(query, response)
+        if target is not None:  # not cached: the upstream's answer has TTLs of its own
+            return self.encode(await self.chase(query, response, target, tcp), query, tcp)
         reply = self.encode(response, query, tcp)
         if response.rcode() != dns.rcode.SERVFAIL and self.plugin_records is None:
             self.remember(wire, reply, tcp)
@@ -266,7 +295,8 @@ class DnsServer:
             log.exception("answering {} failed", query.question)
             response = dns.message.make_response(query)
             response.set_rcode(dns.rcode.SERVFAIL)
-        if response is not None:
+        target = self.external_target(query, response) if response is not None else None
+        if response is not None and target is None:
             reply = self.encode(response, query, tcp=False)
             if response.rcode() != dns.rcode.SERVFAIL and self.plugin_records is None:
                 self.remember(data, reply)
@@ -274,7 +304,10 @@ class DnsServer:
             return
 
         async def forward() -> None:
-            reply = await self.forward(query, tcp=False)
+            if response is not None and target is not None:
+                reply = await self.chase(query, response, target, tcp=False)
+            else:
+                reply = await self.forward(query, tcp=False)
             if not transport.is_closing():
                 transport.sendto(self.encode(reply, query, tcp=False), addr)
 

@@ -173,7 +173,11 @@ def test_headless_hostnames_pods_and_ptr(cluster: tuple[Server, int, dict]) -> N
     assert values(query(port, ptr, "PTR")) == [f"web.{NS}.svc.cluster.local."]
     assert values(query(port, "2.5.42.10.in-addr.arpa", "PTR")) == [f"db-1.{name}."]
     assert values(query(port, "1.6.42.10.in-addr.arpa", "PTR")) == [f"10-42-6-1.{NS}.pod.cluster.local."]
-    assert values(query(port, f"ext.{NS}.svc.cluster.local", "A"), "CNAME") == ["example.org."]
+    for tcp in (False, True):  # the CNAME, and its target's address through the upstream (CoreDNS)
+        external = query(port, f"ext.{NS}.svc.cluster.local", "A", tcp=tcp)
+        assert values(external, "CNAME") == ["example.org."]
+        assert values(external, "A") == ["192.0.2.7"]
+    assert values(query(port, f"ext.{NS}.svc.cluster.local", "CNAME")) == ["example.org."]
 
 
 @pytest.mark.parametrize("tcp", [False, True])

@@ -1,0 +1,1 @@
+"""End-to-end acceptance checks of issues, on a whole cluster (slow)."""
