@@ -167,6 +167,11 @@ def container_resources(ctr: dict[str, Any]) -> Resources:
     )
 
 
+#: SandboxSpec.network for spec.hostNetwork pods: the runtime puts the sandbox in the host's
+#: network namespace (the Podman runtime's ``host`` network mode)
+HOST_NETWORK = "host"
+
+
 def port_mappings(pod: dict[str, Any]) -> list[PortMapping]:
     out: list[PortMapping] = []
     spec = pod.get("spec") or {}

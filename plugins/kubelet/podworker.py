@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from kybern.client import ApiError
 from kybern.plugins.kubelet.containers import (
+    HOST_NETWORK,
     ContainerConfigError,
     build_container_spec,
     port_mappings,
@@ -233,7 +234,7 @@ class PodWorker:
             hostname=hostname,
             dns=dns,
             port_mappings=port_mappings(self.pod),
-            network=self.node.network,
+            network=HOST_NETWORK if spec.get("hostNetwork") else self.node.network,
         )
 
     async def _sync_containers(self, spec: dict[str, Any], containers: list[ContainerStatus]) -> bool:
@@ -430,6 +431,8 @@ class PodWorker:
 
     @property
     def pod_ip(self) -> str | None:
+        if self.sandbox and self.sandbox.network == HOST_NETWORK:
+            return self.node.node_ip  # hostNetwork: the pod's IP is the node's
         return self.sandbox.ip if self.sandbox else None
 
     def pod_with_ips(self) -> dict[str, Any]:

@@ -237,7 +237,9 @@ class StreamServer:
         if not tunnel and (not ports or any(not 0 < p < 65536 for p in ports)):
             return text_error(400, "port-forward needs at least one valid port (?ports=80)")
         runtime, status = await self._find(request, None)
-        ip = next((s.ip for s in await runtime.list_sandboxes() if s.uid == status.pod_uid), None)
+        sandbox = next((s for s in await runtime.list_sandboxes() if s.uid == status.pod_uid), None)
+        # a hostNetwork pod (network "host") listens on this machine's own addresses
+        ip = "127.0.0.1" if sandbox and sandbox.network == "host" else sandbox.ip if sandbox else None
         if not ip:
             return text_error(400, f"pod {request.match_info['pod']} has no IP address")
         ws = web.WebSocketResponse(protocols=PORTFORWARD_PROTOCOLS, max_msg_size=0, autoping=True)

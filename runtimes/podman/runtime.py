@@ -61,6 +61,10 @@ T = TypeVar("T")
 LABEL_NODE = "io.kybern.node"
 LABEL_SANDBOX_ATTEMPT = "io.kybern.sandbox.attempt"
 LABEL_PROBE = "io.kybern.probe"
+#: set on sandboxes in the host's network (and UTS) namespace: hostNetwork pods
+LABEL_HOST_NETWORK = "io.kybern.sandbox.host-network"
+#: SandboxSpec.network value meaning the host's network namespace (spec.hostNetwork)
+HOST_NETWORK = "host"
 CPU_PERIOD_US = 100_000
 #: a hung service must not hang the kubelet; stop calls add their grace period to it
 REQUEST_TIMEOUT_S = 60.0
@@ -364,7 +368,9 @@ class PodmanRuntime:
                 infra_state = (ctr.get("Status") or "").lower()
         ip: str | None = None
         network: str | None = None
-        if infra_state == "running" and infra_id in self._addresses:
+        if labels.get(LABEL_HOST_NETWORK) == "true":
+            network = HOST_NETWORK  # the pod's IP is the node's, which the kubelet knows
+        elif infra_state == "running" and infra_id in self._addresses:
             ip, network = self._addresses[infra_id]
         elif infra_state == "running":
             inspect = await self._api("get", f"/containers/{infra_id}/json", ok_missing=True) or {}
@@ -406,6 +412,7 @@ class PodmanRuntime:
             LABEL_POD_NAME: spec.name,
             LABEL_SANDBOX_ATTEMPT: str(spec.attempt),
         }
+        host_network = spec.network == HOST_NETWORK
         body: dict[str, Any] = {
             "name": f"k8s_{spec.namespace}_{spec.name}_{spec.uid[:8]}_{spec.attempt}",
             "labels": labels,
@@ -423,7 +430,13 @@ class PodmanRuntime:
             ],
         }
         network = spec.network or self.config.network
-        if network:
+        if host_network:
+            # the host's network and hostname, as Kubernetes does for hostNetwork pods: ports
+            # are the host's own, so nothing is published (Podman refuses port mappings here)
+            labels[LABEL_HOST_NETWORK] = "true"
+            body.update(netns={"nsmode": "host"}, utsns={"nsmode": "host"}, portmappings=None)
+            body.pop("hostname")
+        elif network:
             body["Networks"] = {network: {}}
         elif self.config.own_storage:
             # Podman's default network (podman0, 10.88.0.0/16) is host-wide but its address
@@ -515,6 +528,8 @@ class PodmanRuntime:
             "stdin": spec.stdin,
             "log_configuration": {"driver": "k8s-file"},
         }
+        if sandbox.network == HOST_NETWORK:
+            body.update(await self._pod_dns(sandbox.id))
         if spec.command:
             body["entrypoint"] = spec.command
         if spec.args:
@@ -553,6 +568,18 @@ class PodmanRuntime:
         except ContainerRuntimeError as exc:
             raise ContainerStartError(diagnose.explain(str(exc)) or f"creating {spec.name}: {exc}") from None
         return str(created["Id"])
+
+    async def _pod_dns(self, pod_id: str) -> dict[str, Any]:
+        """A container in a host-network pod gets the host's resolv.conf unless told again
+        what the pod's is (Podman 4.3 does not hand it down from the infra container)."""
+        pod = await self._api("get", f"/pods/{pod_id}/json", ok_missing=True) or {}
+        infra = pod.get("InfraConfig") or {}
+        dns = {
+            "dns_server": infra.get("DNSServer"),
+            "dns_search": infra.get("DNSSearch"),
+            "dns_option": infra.get("DNSOption"),
+        }
+        return {k: v for k, v in dns.items() if v}
 
     async def start_container(self, id: str) -> None:
         try:
