@@ -1,11 +1,11 @@
-"""Proxying pod logs, exec and port-forward to the streaming server of the pod's node.
+"""Proxying pod logs, exec, attach and port-forward to the streaming server of the pod's node.
 
 Like kube-apiserver talking to a kubelet: the node's address is its ``InternalIP``, the port
 its ``daemonEndpoints.kubeletEndpoint.Port``, the caller is authenticated with the node token,
 and the node's serving certificate is not verified (kube's default without
 ``--kubelet-certificate-authority``; nodes sign their own).
 
-Logs are copied chunk by chunk; WebSocket streams (exec, port-forward) are accepted from the
+Logs are copied chunk by chunk; WebSocket streams (exec, attach, port-forward) are accepted from the
 client with the subprotocol it offered first that the node speaks too, and frames are pumped
 both ways unchanged, so the exit-code Status on channel 3 reaches the client as the node
 wrote it.

@@ -305,3 +305,15 @@ class Kubelet:
                     raise LookupError(f'container "{name}" in pod "{pod}" is waiting to start')
                 return node.runtime, found[index]
         raise LookupError(f'pods "{pod}" not found on this node')
+
+    def container_spec(self, namespace: str, pod: str, container: str) -> dict[str, Any] | None:
+        """The named container of a pod this process runs, as its spec says (``kubectl
+        attach`` needs stdin/stdinOnce/tty from it)."""
+        for node in self.nodes.values():
+            for worker in node.workers.values():
+                if worker.namespace == namespace and worker.name == pod:
+                    spec = worker.pod.get("spec") or {}
+                    for ctr in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+                        if ctr.get("name") == container:
+                            return dict(ctr)
+        return None

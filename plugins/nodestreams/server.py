@@ -1,4 +1,4 @@
-"""The HTTP side of the node's streaming server: logs, exec (WebSocket channel protocol) and
+"""The HTTP side of the node's streaming server: logs, exec and attach (WebSocket channel protocol) and
 port-forward (WebSocket, the Python client's protocol), for the API server to proxy.
 
 Exec speaks kube's channel protocol: binary frames whose first byte is the channel (0 stdin,
@@ -156,8 +156,52 @@ class StreamServer:
 
     # ------------------------------------------------------------------ exec
 
-    async def attach(self, request: web.Request) -> web.Response:
-        return text_error(501, "attach is not supported by kybern's node agent yet; use exec")
+    async def attach(self, request: web.Request) -> web.StreamResponse:
+        """``kubectl attach``: the container's main process, over the same channels as exec.
+        Ends with a Success status when the process' output ends (it exited); the client
+        leaving only detaches. Stdin reaches the process only if the container has
+        ``stdin: true``, and the client closing it is passed on only with ``stdinOnce``,
+        as the kubelet does (otherwise the next attach may go on writing)."""
+        q = request.query
+        want_out, want_err = flag(q.get("stdout", "true")), flag(q.get("stderr", "true"))
+        runtime, status = await self._find(request, request.match_info["container"])
+        if status.state != "running":
+            return text_error(400, f'container "{status.name}" is not running (state: {status.state})')
+        attach = getattr(runtime, "attach", None)
+        if attach is None:
+            return text_error(501, "this node's container runtime cannot attach; use exec")
+        kubelet = self.shared.get("kubelet")
+        ctr = kubelet.container_spec(status.namespace, status.pod_name, status.name) if kubelet else None
+        ctr = ctr or {}
+        stdin = flag(q.get("stdin")) and bool(ctr.get("stdin"))
+        ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
+        if not ws.can_prepare(request).ok:
+            return text_error(400, "attach needs a WebSocket upgrade (v5 or v4.channel.k8s.io)")
+        try:
+            session = await attach(status.id, stdin=stdin)
+        except ContainerRuntimeError as exc:
+            return text_error(500, f"attach to {status.name}: {exc}")
+        await ws.prepare(request)
+        v5 = ws.ws_protocol == "v5.channel.k8s.io"
+        reader = asyncio.create_task(
+            self._exec_input(ws, session, v5, stdin=stdin, pass_eof=bool(ctr.get("stdinOnce")))
+        )
+        try:
+            async for stream, chunk in session.output():
+                channel = STDERR if stream == "stderr" and not session.tty else STDOUT
+                if (channel == STDOUT and not want_out) or (channel == STDERR and not want_err):
+                    continue
+                await ws.send_bytes(bytes([channel]) + chunk)
+            await ws.send_bytes(bytes([ERROR]) + json.dumps({"metadata": {}, "status": "Success"}).encode())
+        except (ConnectionResetError, ContainerRuntimeError, RuntimeError) as exc:
+            log.debug("attach stream ended early: {}", exc)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            await session.close()
+            await ws.close()
+        return ws
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
         q = request.query
@@ -197,7 +241,9 @@ class StreamServer:
             await ws.close()
         return ws
 
-    async def _exec_input(self, ws: web.WebSocketResponse, session: Any, v5: bool) -> None:
+    async def _exec_input(
+        self, ws: web.WebSocketResponse, session: Any, v5: bool, stdin: bool = True, pass_eof: bool = True
+    ) -> None:
         """Client frames to the process; the client going away ends the session."""
         async for msg in ws:
             if msg.type == WSMsgType.BINARY:
@@ -210,7 +256,7 @@ class StreamServer:
                 continue
             channel, payload = data[0], data[1:]
             if channel == STDIN:
-                if payload:
+                if payload and stdin:
                     await session.write(payload)
             elif channel == RESIZE:
                 try:
@@ -218,7 +264,7 @@ class StreamServer:
                     await session.resize(int(size.get("Width") or 0), int(size.get("Height") or 0))
                 except (ValueError, ContainerRuntimeError) as exc:
                     log.debug("resize failed: {}", exc)
-            elif channel == CLOSE and v5 and payload[:1] == bytes([STDIN]):
+            elif channel == CLOSE and v5 and payload[:1] == bytes([STDIN]) and stdin and pass_eof:
                 await session.close_stdin()
         await session.close()
 

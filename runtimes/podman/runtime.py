@@ -710,6 +710,16 @@ class PodmanRuntime:
             await self._call(self._reconnect, self._client)
             return await streams.PodmanExecSession.start(self.socket, id, cmd, stdin, tty)
 
+    async def attach(self, id: str, stdin: bool = False) -> streams.PodmanAttachSession:
+        """``kubectl attach``: the main process' stdin/stdout/stderr (raw when it has a tty)."""
+        inspect = await self._inspect(id)
+        tty = bool((inspect.get("Config") or {}).get("Tty"))
+        try:
+            return await streams.PodmanAttachSession.start(self.socket, id, stdin, tty)
+        except streams.ServiceGoneError:
+            await self._call(self._reconnect, self._client)
+            return await streams.PodmanAttachSession.start(self.socket, id, stdin, tty)
+
     async def exec_sync(self, id: str, cmd: list[str], timeout: float | None = None) -> tuple[int, bytes]:
         session = await self.exec(id, cmd)
 

@@ -1,4 +1,4 @@
-"""Long-lived streams (logs, exec) straight over the Podman socket with asyncio.
+"""Long-lived streams (logs, exec, attach) straight over the Podman socket with asyncio.
 
 podman-py is synchronous and cannot send stdin to an exec session; following a stream in a
 thread also cannot be cancelled cleanly. These streams are plain asyncio connections to the
@@ -183,6 +183,54 @@ class PodmanExecSession:
                 return int(info.get("ExitCode") or 0)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+
+
+class PodmanAttachSession:
+    """The main process' stdio on an upgraded connection (``podman attach``). A half-close
+    of the connection reaches the process as stdin EOF; closing it detaches, the container
+    goes on."""
+
+    def __init__(self, sock: Path, container: str, response: HttpResponse, tty: bool) -> None:
+        self.sock = sock
+        self.container = container
+        self._response = response
+        self._tty = tty
+        self._closed = False
+
+    @classmethod
+    async def start(cls, sock: Path, container: str, stdin: bool, tty: bool) -> PodmanAttachSession:
+        params = {"stream": True, "logs": False, "stdin": stdin, "stdout": True, "stderr": True}
+        response = await request(sock, "POST", f"/containers/{container}/attach", params, upgrade=True)
+        await check(response, f"attach to {container}")
+        return cls(sock, container, response, tty)
+
+    @property
+    def tty(self) -> bool:
+        return self._tty
+
+    async def output(self) -> AsyncIterator[tuple[Stream, bytes]]:
+        async for item in frames(self._response.reader, multiplexed=not self._tty):
+            yield item
+
+    async def write(self, data: bytes) -> None:
+        self._response.writer.write(data)
+        await self._response.writer.drain()
+
+    async def close_stdin(self) -> None:
+        if self._response.writer.can_write_eof():
+            self._response.writer.write_eof()
+
+    async def resize(self, width: int, height: int) -> None:
+        response = await request(
+            self.sock, "POST", f"/containers/{self.container}/resize", {"h": height, "w": width}
+        )
+        await check(response, "resize")
+        response.close()
 
     async def close(self) -> None:
         if not self._closed:
