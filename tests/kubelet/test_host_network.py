@@ -35,7 +35,7 @@ spec:
   - name: httpd
     image: {BUSYBOX}
     command: ["httpd", "-f", "-p", "{port}", "-h", "/www"]
-    ports: [{{containerPort: {port}, hostPort: {port}}}]
+    ports: [{{containerPort: {port}}}]
     env: [{{name: POD_IP, valueFrom: {{fieldRef: {{fieldPath: status.podIP}}}}}}]
     readinessProbe: {{httpGet: {{path: /, port: {port}}}, periodSeconds: 1}}
 """
@@ -47,6 +47,8 @@ spec:
         return status if status.get("phase") == "Running" and conds.get("Ready") == "True" else None
 
     status = cluster.wait_for("hostweb Ready", ready, timeout=90)
+    # as in Kubernetes, a host-network pod's hostPort defaults to its containerPort
+    assert cluster.pod("hostweb")["spec"]["containers"][0]["ports"][0]["hostPort"] == port
     assert status["podIP"] == status["hostIP"] and status["podIPs"] == [{"ip": status["hostIP"]}]
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as response:
         assert "Hello from kybern" in response.read().decode()
