@@ -236,10 +236,19 @@ async def bind(
         exc.message = f'Binding "{name}" is invalid: target.name: Required value'
         raise exc
     annotations = (data.get("metadata") or {}).get("annotations") or {}
+    uid = (data.get("metadata") or {}).get("uid")
     opts = info.write_options("binding")
 
     def assign(pod: dict[str, Any]) -> dict[str, Any]:
         meta = pod["metadata"]
+        if uid and uid != meta.get("uid"):  # a pod of the same name made since the decision
+            raise errors.ApiStatusError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on pods "{name}": Precondition failed: '
+                f"UID in precondition: {uid}, UID in object meta: {meta.get('uid', '')}",
+                {"name": name, "kind": "pods"},
+            )
         if meta.get("deletionTimestamp"):
             raise errors.ApiStatusError(
                 409,

@@ -465,7 +465,9 @@ class Storage:
             if rv not in (None, "") and str(rv) != str(kv.mod_revision):
                 raise errors.conflict(rt, name)
             new = self._prepare_update(rt, old, new, opts.subresource)
-            if opts.subresource not in ("status", "finalize"):
+            # a binding only sets nodeName, annotations and a condition on a pod already
+            # defaulted at create: kube's BindingREST writes it straight to storage
+            if opts.subresource not in ("status", "finalize", "binding"):
                 self._allocate(rt, new, old)
                 new = self._default(rt, new)
             req = AdmissionRequest(
@@ -485,7 +487,8 @@ class Storage:
             ) != (old.get("metadata") or {}).get("managedFields")
             if not ownership_only and _comparable(new) == _comparable(old):
                 return old, False
-            self._track(rt, old, new, opts)
+            if opts.subresource != "binding":  # kube's binding bypasses the field manager too
+                self._track(rt, old, new, opts)
             new_meta = new["metadata"]
             if opts.dry_run:
                 new_meta["resourceVersion"] = str(kv.mod_revision)

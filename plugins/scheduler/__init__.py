@@ -16,7 +16,9 @@ Where it differs from kube-scheduler (1.32):
   back-off; a newly assigned pod retries only pods with pod affinity or spread constraints);
 - InterPodAffinity treats a non-empty namespaceSelector as "all namespaces" and does not
   score by existing pods' preferred terms;
-- events are core/v1 Events, one per attempt (no aggregation into a series).
+- events are core/v1 Events written in the background by a bounded broadcaster (client-go's
+  1000-event queue, dropping when full, its per-object spam filter, and a count update for an
+  identical repeat), not events.k8s.io series.
 """
 
 from __future__ import annotations

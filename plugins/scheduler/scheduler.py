@@ -13,13 +13,13 @@ import asyncio
 import inspect
 import time
 from contextlib import suppress
-from datetime import UTC, datetime
 from typing import Any
 
 from kybern.client import ApiClient, ApiError
 from kybern.components import RunContext
 from kybern.plugins.scheduler.cache import TERMINAL_PHASES, SchedulerCache
 from kybern.plugins.scheduler.config import SchedulerConfig, discover_plugins, load_config
+from kybern.plugins.scheduler.events import EventBroadcaster, now_rfc3339
 from kybern.plugins.scheduler.framework import FitError, Profile
 from kybern.plugins.scheduler.queue import QueuedPod, SchedulingQueue
 from kybern.plugins.scheduler.reflector import Reflector
@@ -31,14 +31,10 @@ log = logger.bind(component="scheduler")
 COMPONENT = "default-scheduler"
 #: bindings in flight at once (the cache already counts them, so this only bounds sockets)
 MAX_BINDING = 64
-#: status/event writes in flight at once: they must not starve bindings
+#: PodScheduled condition writes in flight at once: they must not starve bindings
 MAX_REPORTING = 8
 #: longest run of scheduling decisions before the loop lets other tasks in
 SLICE_SECONDS = 0.01
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _affects_others(pod: PodInfo) -> bool:
@@ -57,6 +53,7 @@ class Scheduler:
         self.cache = SchedulerCache()
         self.queue = SchedulingQueue(first.sort_key)
         self.client: ApiClient | None = None
+        self.events: EventBroadcaster | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._binding = asyncio.Semaphore(MAX_BINDING)
@@ -71,6 +68,8 @@ class Scheduler:
     async def start(self) -> None:
         assert self.ctx.api is not None
         self.client = self.ctx.api("kybern-scheduler")
+        self.events = EventBroadcaster(self.client, COMPONENT)
+        self.events.start()
         self._nodes = Reflector(self.client, "nodes", self._list_nodes, self._node_event)
         self._pods = Reflector(self.client, "pods", self._list_pods, self._pod_event)
         # the cache must be complete before the first decision (kube waits for cache sync)
@@ -96,6 +95,8 @@ class Scheduler:
         for task in [*self._tasks, *self._background]:
             with suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.events is not None:
+            await self.events.stop()
         if self.client is not None:
             await self.client.close()
 
@@ -263,9 +264,7 @@ class Scheduler:
                 fn(state=state, pod=pod, node_name=node_name)
             except Exception:
                 log.exception("postBind for {} failed", pod.key)
-        self._spawn(
-            self._event(pod, "Normal", "Scheduled", f"Successfully assigned {pod.key} to {node_name}")
-        )
+        self._event(pod, "Normal", "Scheduled", f"Successfully assigned {pod.key} to {node_name}")
 
     async def _unschedulable(self, profile: Profile, state: Any, queued: QueuedPod, fit: FitError) -> None:
         pod = queued.pod
@@ -291,7 +290,7 @@ class Scheduler:
     # --- reporting -----------------------------------------------------------------------------
 
     def _report_failure(self, pod: PodInfo, message: str, reason: str) -> None:
-        self._spawn(self._event(pod, "Warning", "FailedScheduling", message))
+        self._event(pod, "Warning", "FailedScheduling", message)
         if self._reported.get(pod.uid) != message:
             self._reported[pod.uid] = message
             self._spawn(self._set_condition(pod, reason, message))
@@ -320,34 +319,6 @@ class Scheduler:
                 if not exc.not_found:
                     log.warning("cannot set PodScheduled on {}: {}", pod.key, exc)
 
-    async def _event(self, pod: PodInfo, type_: str, reason: str, message: str) -> None:
-        assert self.client is not None
-        stamp = now_rfc3339()
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": f"{pod.name}.{time.time_ns():x}", "namespace": pod.namespace},
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "namespace": pod.namespace,
-                "name": pod.name,
-                "uid": pod.uid,
-                "resourceVersion": (pod.obj.get("metadata") or {}).get("resourceVersion"),
-            },
-            "reason": reason,
-            "message": message,
-            "type": type_,
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
-            "reportingInstance": COMPONENT,
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-        }
-        async with self._reporting:
-            try:
-                await self.client.create("events", event, namespace=pod.namespace)
-            except ApiError as exc:
-                if not exc.not_found:
-                    log.warning("cannot record event for {}: {}", pod.key, exc)
+    def _event(self, pod: PodInfo, type_: str, reason: str, message: str) -> None:
+        if self.events is not None:
+            self.events.record(pod, type_, reason, message)
