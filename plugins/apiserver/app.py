@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from kybern.labels import Selector, parse_selector
-from kybern.plugins.apiserver import bodies, discovery, errors
+from kybern.plugins.apiserver import bodies, discovery, errors, reviews
 from kybern.plugins.apiserver.auth import Tokens, authenticate
 from kybern.plugins.apiserver.cache import WatchCache
 from kybern.plugins.apiserver.registry import Registry
@@ -184,7 +184,7 @@ class ApiServer:
         server_address: str = "",
     ) -> None:
         self.store = store
-        self.registry = Registry(types)
+        self.registry = Registry(types, reviews.REVIEW_TYPES)
         self.pm = pm
         self.tokens = tokens
         self.shared = shared
@@ -194,6 +194,15 @@ class ApiServer:
         self.storage = Storage(store, self.registry, self.cache, pm, self.run, self.run_key)
         #: see run_key; None when the store wants every call on a worker thread
         self._inline_lock: Any = getattr(store, "inline_lock", None)
+        #: the cluster CA (PEM), served unauthenticated at /cacerts when set
+        self.ca_pem: bytes | None = None
+        self._instrumented: Callable[..., Awaitable[web.StreamResponse]] | None = None
+        try:
+            from kybern.plugins.apiserver.metrics import instrumented
+
+            self._instrumented = instrumented
+        except ImportError:  # prometheus_client missing: serve without metrics
+            pass
         self.ready = False
         self.stopping = asyncio.Event()
         self.started_at = time.time()
@@ -228,16 +237,20 @@ class ApiServer:
     # ----------------------------------------------------------------- app
 
     def make_app(self) -> web.Application:
-        middlewares = []
-        try:
-            from kybern.plugins.apiserver.metrics import metrics_middleware
-
-            middlewares.append(metrics_middleware())
-        except ImportError:
-            pass
-        app = web.Application(client_max_size=bodies.MAX_BODY_BYTES * 2, middlewares=middlewares)
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        """One catch-all route and no middlewares: metrics and ``/cacerts`` are handled in
+        :meth:`handle`, which spares aiohttp's per-request middleware chain."""
+        app = web.Application(client_max_size=bodies.MAX_BODY_BYTES * 2)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.ca_pem is not None and request.path == "/cacerts" and request.method == "GET":
+            # k3s' join step, unauthenticated: an agent checks the CA it gets against the hash
+            # in its K10... node token, so it needs no CA file beforehand
+            return web.Response(body=self.ca_pem, content_type="text/plain")
+        if self._instrumented is None:
+            return await self.dispatch(request)
+        return await self._instrumented(request, self.dispatch)
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -328,7 +341,7 @@ class ApiServer:
                 and mt.params.get("v") == "v2"
                 and (mt.params.get("as") == "APIGroupDiscoveryList")
             ):
-                body = bodies.dumps(discovery.aggregated_discovery(self.registry.types, legacy))
+                body = bodies.dumps(discovery.aggregated_discovery(self.registry.all_types, legacy))
                 resp = web.Response(body=body)
                 resp.headers["Content-Type"] = discovery.discovery_content_type()
                 resp.headers["Vary"] = "Accept"
@@ -337,16 +350,16 @@ class ApiServer:
                 break
         if legacy:
             return json_response(discovery.api_versions(self.server_address))
-        return json_response(discovery.api_group_list(self.registry.types))
+        return json_response(discovery.api_group_list(self.registry.all_types))
 
     def _api_group(self, group: str) -> web.Response:
-        for g in discovery.api_group_list(self.registry.types).get("groups", []):
+        for g in discovery.api_group_list(self.registry.all_types).get("groups", []):
             if g.get("name") == group:
                 return json_response({"kind": "APIGroup", "apiVersion": "v1", **g})
         raise errors.not_found_plain("the server could not find the requested resource")
 
     def _resource_list(self, group: str, version: str) -> web.Response:
-        doc = discovery.api_resource_list(self.registry.types, group, version)
+        doc = discovery.api_resource_list(self.registry.all_types, group, version)
         if doc is None:
             raise errors.not_found_plain("the server could not find the requested resource")
         return json_response(doc)
@@ -357,9 +370,9 @@ class ApiServer:
         from kybern.plugins.apiserver import openapi
 
         if len(parts) == 2:
-            return json_response(openapi.openapi_v3_index(self.registry.types))
+            return json_response(openapi.openapi_v3_index(self.registry.all_types))
         path = "/".join(parts[2:])
-        data = openapi.openapi_v3_document_bytes(self.registry.types, path)
+        data = openapi.openapi_v3_document_bytes(self.registry.all_types, path)
         if data is None:
             raise errors.not_found_plain("the server could not find the requested resource")
         resp = json_response(data)
@@ -408,6 +421,8 @@ class ApiServer:
                     return await handlers_sub.bind_collection(self, info)
             raise errors.not_found_plain("the server could not find the requested resource")
         rt = target.rt
+        if reviews.is_review(rt):
+            return await reviews.handle(self, info)
         if target.subresource:
             return await handlers_sub.handle(self, info)
         is_watch = target.watch_prefix or (

@@ -71,19 +71,6 @@ def _is_specific(address: str) -> bool:
     return not ip.is_unspecified
 
 
-def _cacerts_middleware(ca_pem: bytes) -> Any:
-    """``GET /cacerts`` without authentication (k3s' join step): an agent checks the CA it gets
-    against the hash in its ``K10...`` node token, so it needs no CA file beforehand."""
-
-    @web.middleware
-    async def cacerts(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.path == "/cacerts" and request.method == "GET":
-            return web.Response(body=ca_pem, content_type="text/plain")
-        return await handler(request)  # type: ignore[no-any-return]
-
-    return cacerts
-
-
 class ApiServerComponent:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -127,8 +114,8 @@ class ApiServerComponent:
         await self._ensure_kubernetes_service(
             srv, host if host != "127.0.0.1" else _advertise_ip(), config.https_port
         )
+        srv.ca_pem = pki.ca_pem()
         app = srv.make_app()
-        app.middlewares.insert(0, _cacerts_middleware(pki.ca_pem()))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(

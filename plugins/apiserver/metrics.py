@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -18,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 __all__ = [
     "ApiServerMetrics",
     "get_metrics",
+    "instrumented",
     "metrics_handler",
     "metrics_middleware",
     "request_attributes",
@@ -121,6 +123,29 @@ class ApiServerMetrics:
         )
         for kind in ("readOnly", "mutating"):
             self.inflight.labels(kind).set(0)
+        self._children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._counters: dict[tuple[Any, ...], Any] = {}
+
+    def children(self, scoped: tuple[str, ...], long_running: bool, read_only: bool) -> tuple[Any, Any]:
+        """(in-flight gauge, duration histogram or None) of a request's labels, looked up once
+        per label set: prometheus_client's ``labels()`` costs more than the observation."""
+        key = (scoped, long_running, read_only)
+        found = self._children.get(key)
+        if found is None:
+            if long_running:
+                found = (self.longrunning.labels(*scoped), None)
+            else:
+                kind = "readOnly" if read_only else "mutating"
+                found = (self.inflight.labels(kind), self.duration.labels(*scoped))
+            self._children[key] = found
+        return found
+
+    def request_counter(self, scoped: tuple[str, ...], code: int) -> Any:
+        key = (scoped, code)
+        found = self._counters.get(key)
+        if found is None:
+            found = self._counters[key] = self.requests.labels(*scoped, str(code))
+        return found
 
     def watch_event(self, group: str, version: str, kind: str, count: int = 1) -> None:
         """Count events written to watch clients (call once per event sent)."""
@@ -145,7 +170,7 @@ def get_metrics(app: web.Application) -> ApiServerMetrics:
     return metrics
 
 
-def request_attributes(method: str, path: str, query: dict[str, str] | None = None) -> dict[str, str]:
+def request_attributes(method: str, path: str, query: Mapping[str, str] | None = None) -> dict[str, str]:
     """kube's request-info labels parsed from an API path.
 
     ``verb`` follows kube-apiserver's metric names: LIST, WATCH, GET, POST, PUT, PATCH, APPLY,
@@ -197,10 +222,45 @@ def request_attributes(method: str, path: str, query: dict[str, str] | None = No
     return {"verb": verb, **attrs}
 
 
-def _is_long_running(attrs: dict[str, str], query: dict[str, str]) -> bool:
+def _is_long_running(attrs: dict[str, str], query: Mapping[str, str]) -> bool:
     if attrs["verb"] in ("WATCH", "CONNECT"):
         return True
     return attrs["subresource"] == "log" and query.get("follow") in ("true", "1")
+
+
+async def instrumented(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run ``handler`` counted, timed and tracked in flight (what :func:`metrics_middleware`
+    does; the API server calls it directly, which spares aiohttp's middleware chain)."""
+    metrics = get_metrics(request.app)
+    query = request.query
+    attrs = request_attributes(request.method, request.path, query)
+    if attrs["verb"] == "PATCH" and request.content_type == "application/apply-patch+yaml":
+        attrs["verb"] = "APPLY"
+    long_running = _is_long_running(attrs, query)
+    scoped = (
+        attrs["verb"],
+        attrs["group"],
+        attrs["version"],
+        attrs["resource"],
+        attrs["subresource"],
+        attrs["scope"],
+    )
+    gauge, duration = metrics.children(scoped, long_running, request.method in _READ_METHODS)
+    gauge.inc()
+    start = time.perf_counter()
+    code = 500
+    try:
+        response = await handler(request)
+        code = response.status
+        return response
+    except web.HTTPException as exc:
+        code = exc.status
+        raise
+    finally:
+        gauge.dec()
+        if duration is not None:
+            duration.observe(time.perf_counter() - start)
+        metrics.request_counter(scoped, code).inc()
 
 
 def metrics_middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
@@ -208,31 +268,7 @@ def metrics_middleware() -> Callable[[web.Request, Handler], Awaitable[web.Strea
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        metrics = get_metrics(request.app)
-        query = dict(request.query)
-        attrs = request_attributes(request.method, request.path, query)
-        if attrs["verb"] == "PATCH" and request.content_type == "application/apply-patch+yaml":
-            attrs["verb"] = "APPLY"
-        kind = "readOnly" if request.method in _READ_METHODS else "mutating"
-        long_running = _is_long_running(attrs, query)
-        labels = (attrs["verb"], attrs["group"], attrs["version"], attrs["resource"], attrs["subresource"])
-        scoped = (*labels, attrs["scope"])
-        gauge = metrics.longrunning.labels(*scoped) if long_running else metrics.inflight.labels(kind)
-        gauge.inc()
-        start = time.perf_counter()
-        code = 500
-        try:
-            response = await handler(request)
-            code = response.status
-            return response
-        except web.HTTPException as exc:
-            code = exc.status
-            raise
-        finally:
-            gauge.dec()
-            if not long_running:
-                metrics.duration.labels(*scoped).observe(time.perf_counter() - start)
-            metrics.requests.labels(*scoped, str(code)).inc()
+        return await instrumented(request, handler)
 
     return middleware
 

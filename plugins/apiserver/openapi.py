@@ -69,26 +69,43 @@ _FALLBACK_SCHEMAS: dict[str, dict[str, Any]] = {
 # --- the definitions -------------------------------------------------------------------------
 
 
-@cache
-def schema_definitions() -> dict[str, dict[str, Any]]:
-    """The official definitions in their JSON-schema form, keyed by definition name.
+#: definition prefixes the API server serves itself (the self-reviews, see reviews.py) whose
+#: schemas the models' subset leaves out; they come from kubernetes-validate's full set
+_OWN_PREFIXES = ("io.k8s.api.authentication.v1.", "io.k8s.api.authorization.v1.")
 
-    ``kybern.models.schema`` ships them; the kubernetes-validate copy is only a fallback for
-    trees where the models package is missing.
-    """
-    try:
-        from kybern.models import schema
-    except ImportError:
-        schema = None  # type: ignore[assignment]
-    if schema is not None:
-        return schema.definitions()
+
+def _validate_definitions() -> dict[str, dict[str, Any]]:
     spec = importlib.util.find_spec("kubernetes_validate")
     if spec is not None and spec.origin:
         path = (
             Path(spec.origin).parent / "kubernetes-json-schema" / "v1.32.0-local-strict" / "_definitions.json"
         )
         if path.exists():
-            return json.loads(path.read_text())["$defs"]
+            defs: dict[str, dict[str, Any]] = json.loads(path.read_text())["$defs"]
+            return defs
+    return {}
+
+
+@cache
+def schema_definitions() -> dict[str, dict[str, Any]]:
+    """The official definitions in their JSON-schema form, keyed by definition name.
+
+    ``kybern.models.schema`` ships them; the kubernetes-validate copy is only a fallback for
+    trees where the models package is missing, and the source of the self-review kinds'.
+    """
+    try:
+        from kybern.models import schema
+    except ImportError:
+        schema = None  # type: ignore[assignment]
+    if schema is not None:
+        defs = dict(schema.definitions())
+        if not any(name.startswith(_OWN_PREFIXES) for name in defs):
+            full = _validate_definitions()
+            defs.update({k: v for k, v in full.items() if k.startswith(_OWN_PREFIXES) and k not in defs})
+        return defs
+    full = _validate_definitions()
+    if full:
+        return full
     log.warning("no OpenAPI definitions available; documents will carry minimal schemas")
     return {}
 

@@ -23,6 +23,8 @@ _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 _CORE = "io.k8s.api.core.v1."
 _APPS = "io.k8s.api.apps.v1."
 _BATCH = "io.k8s.api.batch.v1."
+_AUTHN = "io.k8s.api.authentication.v1."
+_AUTHZ = "io.k8s.api.authorization.v1."
 
 #: message definition -> {field number: JSON field name}
 FIELDS: dict[str, dict[int, str]] = {
@@ -169,6 +171,30 @@ FIELDS: dict[str, dict[int, str]] = {
         7: "failedJobsHistoryLimit",
     },
     _BATCH + "JobTemplateSpec": {1: "metadata", 2: "spec"},
+    # the self-reviews of kubectl auth whoami / can-i (see reviews.py)
+    _AUTHN + "SelfSubjectReview": {1: "metadata", 2: "status"},
+    _AUTHN + "SelfSubjectReviewStatus": {},
+    _AUTHZ + "SelfSubjectAccessReview": {1: "metadata", 2: "spec", 3: "status"},
+    _AUTHZ + "SelfSubjectAccessReviewSpec": {1: "resourceAttributes", 2: "nonResourceAttributes"},
+    _AUTHZ + "ResourceAttributes": {
+        1: "namespace",
+        2: "verb",
+        3: "group",
+        4: "version",
+        5: "resource",
+        6: "subresource",
+        7: "name",
+        8: "fieldSelector",
+        9: "labelSelector",
+    },
+    _AUTHZ + "NonResourceAttributes": {1: "path", 2: "verb"},
+    _AUTHZ + "FieldSelectorAttributes": {1: "rawSelector", 2: "requirements"},
+    _AUTHZ + "LabelSelectorAttributes": {1: "rawSelector", 2: "requirements"},
+    _META + "FieldSelectorRequirement": {1: "key", 2: "operator", 3: "values"},
+    _AUTHZ + "SubjectAccessReviewStatus": {},
+    _AUTHZ + "SelfSubjectRulesReview": {1: "metadata", 2: "spec", 3: "status"},
+    _AUTHZ + "SelfSubjectRulesReviewSpec": {1: "namespace"},
+    _AUTHZ + "SubjectRulesReviewStatus": {},
 }
 
 #: optional (pointer) scalar fields, where 0 or false is a value; for the others it means unset
@@ -350,9 +376,9 @@ def decode(body: bytes, definition: str | None) -> dict[str, Any]:
         type_meta = {n: v for n, _, v in _fields(env.get(1, b""))}
         api_version = type_meta.get(1, b"").decode()
         kind = type_meta.get(2, b"").decode()
-        from kybern.models import schema
+        from kybern.plugins.apiserver.openapi import schema_definitions
 
-        defs = schema.definitions()
+        defs = schema_definitions()
         name = definition or ""
         if not name or name not in FIELDS:
             raise _UnsupportedError(kind or "this kind")

@@ -30,7 +30,8 @@ def collect_resource_types(pm: Any) -> list[ResourceType]:
 
 
 class Registry:
-    def __init__(self, types: Iterable[ResourceType]) -> None:
+    def __init__(self, types: Iterable[ResourceType], virtual: Iterable[ResourceType] = ()) -> None:
+        #: the stored kinds (each has a watch cache)
         self.types: list[ResourceType] = list(types)
         self._by_path: dict[tuple[str, str, str], ResourceType] = {}
         self._by_kind: dict[tuple[str, str], ResourceType] = {}
@@ -48,9 +49,22 @@ class Registry:
                 )
             self._by_path[(rt.group, rt.version, rt.plural)] = rt
             self._by_kind.setdefault((rt.group, rt.kind), rt)
-            versions = self._group_versions.setdefault(rt.group, [])
-            if rt.version not in versions:
-                versions.append(rt.version)
+            self._add_version(rt)
+        #: what discovery and OpenAPI publish: the stored kinds plus those the server answers
+        #: without storing anything (the self-reviews); a plugin's kind of the same name wins
+        self.all_types: list[ResourceType] = list(self.types)
+        for rt in virtual:
+            if (rt.group, rt.version, rt.plural) in self._by_path:
+                continue
+            self._by_path[(rt.group, rt.version, rt.plural)] = rt
+            self._by_kind.setdefault((rt.group, rt.kind), rt)
+            self._add_version(rt)
+            self.all_types.append(rt)
+
+    def _add_version(self, rt: ResourceType) -> None:
+        versions = self._group_versions.setdefault(rt.group, [])
+        if rt.version not in versions:
+            versions.append(rt.version)
 
     def lookup(self, group: str, version: str, plural: str) -> ResourceType | None:
         return self._by_path.get((group, version, plural))

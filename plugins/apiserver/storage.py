@@ -14,7 +14,6 @@ import functools
 import random
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +65,15 @@ _rng = random.Random(secrets.token_bytes(32))
 
 
 def new_uid() -> str:
-    return str(uuid.UUID(int=_rng.getrandbits(128), version=4))
+    """A version 4 (random) UUID string, formatted directly (uuid.UUID costs several times more)."""
+    n = (_rng.getrandbits(128) & _UID_MASK) | _UID_BITS
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+#: the version (4) and variant (RFC 4122) bits of a random UUID
+_UID_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UID_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def generate_name(base: str) -> str:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -160,6 +161,16 @@ _SET_COMPACTED = (
 # the NOTIFY rides on the lock statement: delivered at commit, it costs no extra round trip
 _PG_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}), pg_notify('{CHANNEL}', :me)")
 
+#: SQLite's hot write path, on the DBAPI connection directly (see SqlStore._sqlite_write):
+#: SQLAlchemy's statement execution costs more than SQLite's own work for these
+_SQLITE_LATEST = (
+    "SELECT id, created, deleted, create_revision, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1"
+)
+_SQLITE_INSERT = (
+    "INSERT INTO kv (name, created, deleted, create_revision, prev_revision, value, old_value) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 _NO_LIMIT_REV = 2**62
 #: seconds between SQLite WAL checkpoints (writers never checkpoint, see _checkpoint_loop)
 CHECKPOINT_INTERVAL = 0.25
@@ -211,6 +222,8 @@ class SqlStore:
         #: tells this store's own NOTIFYs from other processes'
         self._id = uuid.uuid4().hex
         self._local_write_lock = nullcontext() if self._pg else threading.RLock()
+        #: SQLite: the writer engine's DBAPI connection, kept checked out for key writes
+        self._raw_writer: Any = None
         #: SQLite only: a caller that holds this (re-entrant) lock may run key operations (get,
         #: create, update, delete) on its own thread without waiting for another writer of this
         #: process; the API server does so on its event loop, where a thread hand-off per write
@@ -258,6 +271,9 @@ class SqlStore:
     # -- plumbing --------------------------------------------------------------------------
 
     def _dispose(self) -> None:
+        if self._raw_writer is not None:
+            self._raw_writer.close()  # back to the pool, which dispose() then closes
+            self._raw_writer = None
         self._writer.dispose()
         self._reader.dispose()
 
@@ -344,8 +360,67 @@ class SqlStore:
     def _insert(self, conn: sa.Connection, params: dict[str, Any]) -> int:
         return int(conn.execute(_INSERT, params).inserted_primary_key[0])
 
+    def _sqlite_write(self, key: str, build: Callable[[Any], tuple[Any, ...]]) -> tuple[int, Any]:
+        """One key write on SQLite through the DBAPI connection: ``build(latest_row)`` returns
+        the row to insert (name, created, deleted, create_revision, prev_revision, value,
+        old_value) or raises; returns (new revision, latest row before the write).
+
+        The same transaction as :meth:`_write` (BEGIN IMMEDIATE under the process' write lock),
+        without SQLAlchemy's per-statement work, which cost more than SQLite's own on a create.
+        """
+        if self._closed:
+            raise StoreError("store is closed")
+        with self._local_write_lock:
+            raw = self._raw_writer
+            try:
+                if raw is None:
+                    raw = self._raw_writer = self._writer.raw_connection()
+                cur = raw.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    row = cur.execute(_SQLITE_LATEST, (key,)).fetchone()
+                    cur.execute(_SQLITE_INSERT, build(row))
+                    rev = int(cur.lastrowid)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        cur.execute("ROLLBACK")
+                    raise
+                finally:
+                    cur.close()
+            except sqlite3.IntegrityError:
+                raise
+            except sqlite3.Error as exc:
+                if self._raw_writer is not None:
+                    self._raw_writer.invalidate()
+                    self._raw_writer = None
+                raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
+        return rev, row
+
+    @staticmethod
+    def _live(key: str, row: Any, expected: int | None) -> Any:
+        """The latest row of a key that must exist (at ``expected``, when given)."""
+        if row is None or row[2]:
+            raise KeyNotFoundError(key)
+        if expected is not None and row[0] != expected:
+            raise ConflictError(key, expected, row[0])
+        return row
+
     def create(self, key: str, value: bytes) -> int:
         value = bytes(value)
+        if not self._pg:
+
+            def build(row: Any) -> tuple[Any, ...]:
+                if row is not None and not row[2]:
+                    raise KeyExistsError(key)
+                return (key, True, False, 0, row[0] if row is not None else 0, value, None)
+
+            try:
+                rev, _ = self._sqlite_write(key, build)
+            except sqlite3.IntegrityError:
+                raise KeyExistsError(key) from None
+            self._hub.publish(Event(EventType.PUT, KeyValue(key, value, rev, rev), None, rev))
+            return rev
         try:
             with self._write() as conn:
                 row = conn.execute(_LATEST, {"name": key}).first()
@@ -376,53 +451,61 @@ class SqlStore:
             raise ConflictError(key, expected, row.id)
         return row
 
-    def update(self, key: str, value: bytes, expected_revision: int | None = None) -> int:
-        value = bytes(value)
+    def _change(
+        self, key: str, value: bytes | None, expected_revision: int | None
+    ) -> tuple[int, int, int, bytes]:
+        """Update (``value``) or delete (None) a live key: (revision, replaced revision,
+        create revision, replaced value)."""
+        deleting = value is None
+        if not self._pg:
+            old: list[Any] = []
+
+            def build(row: Any) -> tuple[Any, ...]:
+                row = self._live(key, row, expected_revision)
+                create_rev = row[0] if row[1] else row[3]
+                prev_value = bytes(row[4] or b"")
+                old[:] = [row[0], create_rev, prev_value]
+                if deleting:
+                    return (key, False, True, create_rev, row[0], prev_value, None)
+                return (key, False, False, create_rev, row[0], value, prev_value)
+
+            try:
+                rev, _ = self._sqlite_write(key, build)
+            except sqlite3.IntegrityError:
+                raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
+            return rev, old[0], old[1], old[2]
         try:
             with self._write() as conn:
                 row = self._current_row(conn, key, expected_revision)
                 create_rev = row.id if row.created else row.create_revision
-                old = bytes(row.value or b"")
+                prev_value = bytes(row.value or b"")
                 rev = self._insert(
                     conn,
                     {
                         "name": key,
                         "created": False,
-                        "deleted": False,
+                        "deleted": deleting,
                         "create_revision": create_rev,
                         "prev_revision": row.id,
-                        "value": value,
-                        "old_value": old,
+                        "value": prev_value if deleting else value,
+                        "old_value": None if deleting else prev_value,
                     },
                 )
         except sa.exc.IntegrityError:
             raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
-        prev = KeyValue(key, old, row.id, create_rev)
+        return rev, row.id, create_rev, prev_value
+
+    def update(self, key: str, value: bytes, expected_revision: int | None = None) -> int:
+        value = bytes(value)
+        rev, prev_rev, create_rev, old = self._change(key, value, expected_revision)
+        prev = KeyValue(key, old, prev_rev, create_rev)
         self._hub.publish(Event(EventType.PUT, KeyValue(key, value, rev, create_rev), prev, rev))
         return rev
 
     def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
-        try:
-            with self._write() as conn:
-                row = self._current_row(conn, key, expected_revision)
-                create_rev = row.id if row.created else row.create_revision
-                value = bytes(row.value or b"")
-                rev = self._insert(
-                    conn,
-                    {
-                        "name": key,
-                        "created": False,
-                        "deleted": True,
-                        "create_revision": create_rev,
-                        "prev_revision": row.id,
-                        "value": value,
-                        "old_value": None,
-                    },
-                )
-        except sa.exc.IntegrityError:
-            raise ConflictError(key, expected_revision or 0, self._revision_of(key)) from None
+        rev, prev_rev, create_rev, value = self._change(key, None, expected_revision)
         gone = KeyValue(key, value, rev, create_rev)
-        self._hub.publish(Event(EventType.DELETE, gone, KeyValue(key, value, row.id, create_rev), rev))
+        self._hub.publish(Event(EventType.DELETE, gone, KeyValue(key, value, prev_rev, create_rev), rev))
         return gone
 
     def _revision_of(self, key: str) -> int:

@@ -1,8 +1,14 @@
 """API server benchmark: create throughput, GET/LIST latency, watch delivery latency.
 
-Run alone: ``.venv/bin/python tests/benchmarks/bench_apiserver.py`` (starts its own
+Run alone: ``.venv/bin/python tests/benchmarks/bench_apiserver.py [--creates-only]`` (starts its own
 ``kybern server --disable-agent`` on SQLite in a temp dir). Prints figures, asserts nothing.
 Goals from the issue: >= 1000 creates/s, single-object p99 <= 50 ms, watch p99 <= 50 ms.
+
+Creates are measured over HTTPS with the admin token from two clients: aiohttp (a full
+client, whose own CPU per request is about the server's, so with one client the figure is
+bounded by both processes taking turns) and a lean keep-alive HTTP/1.1 client on asyncio
+streams (closer to what client-go costs). Each create line also prints the server process'
+CPU time per create (from /proc), which stays comparable when the shared machine is loaded.
 The last figures compare kybern's ApiClient over TCP + TLS with the client ``api_factory``
 gives in-process components (over the API server's local Unix socket, no TLS).
 """
@@ -80,6 +86,77 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, str, ssl.SSL
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("server did not start:\n" + (base / "server.log").read_text()[-3000:])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class LeanClient:
+    """One keep-alive HTTPS connection speaking just enough HTTP/1.1 for the benchmark."""
+
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, token: str) -> None:
+        self.host, self.port, self.ctx = host, port, ctx
+        self.head = (
+            f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+        )
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
+        assert self.reader is not None
+        self.writer.write(
+            f"{method} {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        pairs = (line.partition(":") for line in lines[1:] if line)
+        headers = {k.strip().lower(): v.strip() for k, _, v in pairs}
+        if "content-length" in headers:
+            return status, await self.reader.readexactly(int(headers["content-length"]))
+        chunks = []
+        while True:  # chunked
+            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await self.reader.readexactly(size + 2)
+            if size == 0:
+                return status, b"".join(chunks)
+            chunks.append(chunk[:-2])
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def lean_creates(
+    url: str, ctx: ssl.SSLContext, token: str, ns: str, clients: int, total: int
+) -> tuple[float, list[float]]:
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+    conns = [LeanClient(host, int(port), ctx, token) for _ in range(clients)]
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker(c: LeanClient) -> None:
+        for i in counter:
+            t0 = time.perf_counter()
+            status, body = await c.request("POST", path, cm(f"l{i}"))
+            if status != 201:
+                print("create failed", status, body[:200])
+            latencies.append(time.perf_counter() - t0)
+
+    for c in conns:  # connect (and handshake) before the clock starts
+        await c.request("GET", "/version")
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    rate = total / (time.perf_counter() - t0)
+    for c in conns:
+        await c.close()
+    return rate, latencies
 
 
 def pct(values: list[float], p: float) -> float:
@@ -254,17 +331,30 @@ def ms(v: float) -> str:
 
 async def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-"))
+    load0 = os.getloadavg()[0]
     proc, url, token, ctx = start_server(base)
     try:
         conn = aiohttp.TCPConnector(ssl=ctx, limit=200)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
-            for clients, total in ((1, 1000), (16, 3000)):
-                rate, lat = await creates(session, url, clients, total)
-                print(
-                    f"create ConfigMap, {clients:>2} client(s): {rate:7.0f} creates/s   "
-                    f"p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}"
-                )
+            await creates(session, url, 4, 200)  # warm up: connections, code paths, caches
+            for clients, total in ((1, 2000), (16, 4000)):
+                for client in ("aiohttp", "lean"):
+                    cpu0, me0 = cpu_seconds(proc.pid), time.process_time()
+                    if client == "aiohttp":
+                        rate, lat = await creates(session, url, clients, total)
+                    else:
+                        ns = await make_ns(session, url)
+                        rate, lat = await lean_creates(url, ctx, token, ns, clients, total)
+                    server_ms = (cpu_seconds(proc.pid) - cpu0) * 1000 / total
+                    client_ms = (time.process_time() - me0) * 1000 / total
+                    print(
+                        f"create ConfigMap, {clients:>2} client(s), {client:>7}: {rate:6.0f} creates/s   "
+                        f"p50 {ms(pct(lat, 50))}  p99 {ms(pct(lat, 99))}   "
+                        f"CPU/create: server {server_ms:.2f} ms, client {client_ms:.2f} ms"
+                    )
+            if "--creates-only" in sys.argv:
+                return
             gets, lists = await reads(session, url, 500)
             print(f"GET one ConfigMap:                p50 {ms(pct(gets, 50))}  p99 {ms(pct(gets, 99))}")
             print(f"LIST 100 ConfigMaps:              p50 {ms(pct(lists, 50))}  p99 {ms(pct(lists, 99))}")
@@ -276,7 +366,8 @@ async def main() -> None:
                 )
             await local_path(base, url, token)
             print(
-                f"(machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, SQLite, "
+                f"(machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the end "
+                f"({load0:.1f} at the start), SQLite, "
                 f"python {sys.version.split()[0]})"
             )
     finally:
