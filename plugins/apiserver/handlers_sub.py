@@ -282,7 +282,7 @@ async def bind(
         status["conditions"] = conds
         return pod
 
-    await srv.storage.update(rt, namespace, name, assign, opts)
+    await srv.storage.update(rt, namespace, name, assign, opts, from_cache=True)
     return json_response(errors.success_status() | {"code": 201}, 201)
 
 

@@ -27,7 +27,7 @@ from kybern.plugins.apiserver.bodies import dumps, from_model, loads
 from kybern.plugins.apiserver.cache import WatchCache, decode_obj
 from kybern.plugins.apiserver.registry import Registry
 from kybern.resources import FieldError, ResourceType
-from kybern.store import ConflictError, KeyExistsError, KeyNotFoundError, Store
+from kybern.store import ConflictError, KeyExistsError, KeyNotFoundError, KeyValue, Store
 from kybern.validation import (
     is_dns1035_label,
     is_dns1123_label,
@@ -445,6 +445,7 @@ class Storage:
         opts: WriteOptions,
         create: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         precondition: bool = False,
+        from_cache: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with retries on store conflicts (kube's GuaranteedUpdate).
 
@@ -452,12 +453,19 @@ class Storage:
         resourceVersion it leaves in metadata must still be current (else 409 Conflict). When
         the object is missing, ``create`` (if given) runs instead. ``precondition``: the client
         named the resourceVersion it read (a PUT body's, a patch that sets it), so a concurrent
-        write is a 409 rather than a retry. Returns (object, created).
+        write is a 409 rather than a retry. ``from_cache``: the first attempt starts from the
+        watch cache's copy instead of a store read, as kube's does from the cacher's (a stale
+        copy fails the store's revision check, and the retry reads the store). Returns
+        (object, created).
         """
         opts.encoded = None
         key = self.registry.key(rt, namespace, name)
+        cached = self.cache.cache_for(rt).objects.get(key) if from_cache else None
         for _attempt in range(MAX_RETRIES):
-            kv = await self.run_key(self.store.get, key)
+            if cached is not None:  # its JSON holds the resourceVersion decode_obj sets again
+                kv, cached = KeyValue(key, cached.raw, cached.rev, 0), None
+            else:
+                kv = await self.run_key(self.store.get, key)
             if kv is None:
                 if create is not None:
                     return await create(), True
