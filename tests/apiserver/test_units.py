@@ -114,3 +114,36 @@ def test_status_shapes() -> None:
         "code": 400,
     }
     assert errors.success_status({"name": "x"})["status"] == "Success"
+
+
+@pytest.mark.parametrize(
+    ("body", "warnings"),
+    [
+        (b'{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a"},"data":{"k":"v:w"}}', []),
+        (b'{"metadata":{"name":"a","labels":{"x":"1"}},"data":{"k":"v"},"immutable":true}', []),
+        (b'{"kind":"ConfigMap","metadata":{"name":"a"},"datax":{"k":"v"}}', ['unknown field "datax"']),
+        (b'{"metadata":{"name":"a","name":"b"}}', ['duplicate field "metadata.name"']),
+        (b'{"metadata":{"name":"a","namespace":null},"data":null}', []),
+        (b'{"metadata":{"name":"a"},"da\\u0074a":{"k":"v"},"x":1}', ['unknown field "x"']),
+        (b'{"metadata":{"name":"a"},"data":{"k\\u003a":"v"},"y":{"z":1}}', ['unknown field "y"']),
+    ],
+)
+def test_one_pass_decode_matches_the_full_path(body: bytes, warnings: list[str]) -> None:
+    """The one-decode fast path for plain JSON must give exactly what the full path gives:
+    the typed round trip, and the unknown/duplicate field warnings of fieldValidation=Warn."""
+    import msgspec
+    from kybern.models import core_v1
+    from kybern.plugins.apiserver import bodies
+    from kybern.resources import ResourceType
+
+    rt = ResourceType("", "v1", "ConfigMap", "configmaps", "configmap", True, core_v1.ConfigMap)
+    decoded = bodies.decode_object(rt, body, "application/json", "Warn")
+    full = bodies.typed_roundtrip(rt, msgspec.json.decode(body))
+    assert decoded.obj == full
+    assert decoded.warnings == warnings
+    if warnings:
+        with pytest.raises(errors.ApiStatusError) as info:
+            bodies.decode_object(rt, body, "application/json", "Strict")
+        assert "strict decoding error" in info.value.message
+    else:
+        assert bodies.decode_object(rt, body, "application/json", "Strict").obj == full
