@@ -610,6 +610,27 @@ def _without_managed(obj: dict | None, deep: bool) -> dict | None:
     return _clone(out) if deep else out
 
 
+def _tracked_view(obj: dict | None, has_status: bool, subresource: str) -> dict | None:
+    """A shallow view of ``obj`` without what :func:`_filter` would drop from the comparison
+    anyway (apiVersion, kind, managedFields, the metadata no manager owns, the other half of a
+    subresource), so tracking a write does not walk fields nobody can own."""
+    if obj is None:
+        return None
+    if subresource == "status":
+        return {"status": obj["status"]} if "status" in obj else {}
+    out = {k: v for k, v in obj.items() if k not in _UNTRACKED_TOP}
+    if has_status and not subresource:
+        out.pop("status", None)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        out["metadata"] = {k: v for k, v in meta.items() if k not in _UNTRACKED_METADATA}
+    return out
+
+
+_UNTRACKED_TOP = frozenset({"apiVersion", "kind"})
+_UNTRACKED_METADATA = IGNORED_METADATA | {"managedFields"}
+
+
 def _strip_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
@@ -645,7 +666,14 @@ def track_update(
         managers = _parse_managed(((old or {}).get("metadata") or {}).get("managedFields"))
     has_status = _has_status(meta_root)
     res = _Comparison()
-    _compare(_without_managed(old, False), _without_managed(new, False), meta_root, (), res, False)
+    _compare(
+        _tracked_view(old, has_status, subresource),
+        _tracked_view(new, has_status, subresource),
+        meta_root,
+        (),
+        res,
+        False,
+    )
     changed = _filter(res.added | res.modified, has_status, subresource)
     removed = _filter(res.removed, has_status, subresource)
     api_version = new.get("apiVersion") or (old or {}).get("apiVersion") or ""
