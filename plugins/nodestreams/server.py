@@ -161,7 +161,9 @@ class StreamServer:
         Ends with a Success status when the process' output ends (it exited); the client
         leaving only detaches. Stdin reaches the process only if the container has
         ``stdin: true``, and the client closing it is passed on only with ``stdinOnce``,
-        as the kubelet does (otherwise the next attach may go on writing)."""
+        as the kubelet does (otherwise the next attach may go on writing). Podman itself
+        closes the process' stdin when a stdin attach ends (see README), so that is only
+        kept while the client stays."""
         q = request.query
         want_out, want_err = flag(q.get("stdout", "true")), flag(q.get("stderr", "true"))
         runtime, status = await self._find(request, request.match_info["container"])
