@@ -276,6 +276,8 @@ class ApiServer:
         user = authenticate(request.headers.get("Authorization"), self.tokens)
         if user is None:
             raise errors.unauthorized()
+        if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
+            raise reviews.impersonation_forbidden(user, request.headers)
         if path == "/metrics":
             from kybern.plugins.apiserver.metrics import metrics_handler
 

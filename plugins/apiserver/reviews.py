@@ -11,6 +11,7 @@ anything, so every review answers "allowed", as it must to tell the truth.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -133,6 +134,21 @@ async def handle(srv: ApiServer, info: RequestInfo) -> web.Response:
     from kybern.plugins.apiserver.app import json_response
 
     return json_response(response, 201, warnings)
+
+
+def impersonation_forbidden(user: str, headers: Mapping[str, str]) -> errors.ApiStatusError:
+    """kybern has no per-user authorization, so it cannot act as another user: a request with
+    ``Impersonate-*`` headers (``kubectl --as``) is refused as kube refuses a user who may not
+    impersonate, instead of silently running with the token's own rights."""
+    target = headers.get("Impersonate-User")
+    resource, name = ("users", target) if target else ("groups", headers.get("Impersonate-Group", ""))
+    return errors.ApiStatusError(
+        403,
+        "Forbidden",
+        f'{resource} "{name}" is forbidden: User "{user}" cannot impersonate resource "{resource}" in '
+        'API group "" at the cluster scope: kybern does not support impersonation',
+        {"name": name, "kind": resource},
+    )
 
 
 def _validate_access_review(rt: ResourceType, spec: dict[str, Any]) -> None:

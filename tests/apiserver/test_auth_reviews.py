@@ -201,3 +201,30 @@ def test_python_client_reviews(kube_client: Any) -> None:
         )
     )
     assert review.status.allowed is True
+
+
+def test_impersonation_is_refused_not_ignored(cluster: Cluster) -> None:
+    """kybern cannot act as another user, so ``--as`` must fail loudly (kube's 403 for a user
+    who may not impersonate) rather than run with the admin's rights."""
+    # kubectl whoami words any 403 its own way
+    out = cluster.kubectl("auth", "whoami", "--as=bob", check=False)
+    assert out.returncode != 0 and "do not have permission" in out.stderr, out.stderr
+    for args in (("get", "namespaces", "--as=bob"), ("auth", "can-i", "get", "pods", "--as=bob")):
+        out = cluster.kubectl(*args, check=False)
+        assert out.returncode != 0, out.stdout
+        assert "Forbidden" in out.stderr and "cannot impersonate" in out.stderr, out.stderr
+    code, status = _request_with_headers(cluster, {"Impersonate-Group": "devs"})
+    assert (code, status["reason"]) == (403, "Forbidden"), status
+    assert status["details"]["kind"] == "groups"
+
+
+def _request_with_headers(cluster: Cluster, headers: dict[str, str]) -> tuple[int, Any]:
+    ctx = ssl.create_default_context(cafile=cluster.ca_file)
+    req = urllib.request.Request(
+        cluster.url + "/api/v1/namespaces", headers={"Authorization": f"Bearer {cluster.token}", **headers}
+    )
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
