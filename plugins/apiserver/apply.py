@@ -542,19 +542,25 @@ def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
             pair[0].subresource,
         ),
     )
-    out = []
-    for key, entry in ordered:
-        encoded: dict[str, Any] = {"manager": key.manager, "operation": key.operation}
-        if entry.api_version:
-            encoded["apiVersion"] = entry.api_version
-        if entry.time:
-            encoded["time"] = entry.time
-        encoded["fieldsType"] = "FieldsV1"
-        encoded["fieldsV1"] = set_to_fields(entry.fields)
-        if key.subresource:
-            encoded["subresource"] = key.subresource
-        out.append(encoded)
-    return out
+    return [
+        _entry_dict(key, entry.api_version, entry.time, set_to_fields(entry.fields)) for key, entry in ordered
+    ]
+
+
+def _entry_dict(
+    key: _Manager, api_version: str, time: str | None, fields_v1: dict[str, Any]
+) -> dict[str, Any]:
+    """One managedFields entry in kube's key order."""
+    encoded: dict[str, Any] = {"manager": key.manager, "operation": key.operation}
+    if api_version:
+        encoded["apiVersion"] = api_version
+    if time:
+        encoded["time"] = time
+    encoded["fieldsType"] = "FieldsV1"
+    encoded["fieldsV1"] = fields_v1
+    if key.subresource:
+        encoded["subresource"] = key.subresource
+    return encoded
 
 
 def _store_managed(obj: dict, managers: dict[_Manager, _Entry]) -> None:
@@ -657,9 +663,12 @@ def track_update(
     the ones that were removed. Managed fields sent with the new object replace the live ones
     (kube lets clients rewrite them), except on subresources.
     """
-    meta_root = _root_meta(definition)
     new_meta = new.setdefault("metadata", {})
     supplied = new_meta.get("managedFields")
+    if old is None and not supplied:
+        _track_create(new, new_meta, manager, operation, definition, now, subresource)
+        return
+    meta_root = _root_meta(definition)
     if supplied and not subresource:
         managers = _parse_managed(supplied)
     else:
@@ -691,6 +700,48 @@ def track_update(
             entry.api_version = api_version
             entry.time = now
     _store_managed(new, managers)
+
+
+def _track_create(
+    new: dict, new_meta: dict, manager: str, operation: str, definition: str, now: str, subresource: str
+) -> None:
+    """track_update for a new object without managed fields: the writer owns every field it
+    set, so the entry depends only on the object's shape, and objects of one shape (the same
+    keys, list items and value kinds) share one computed FieldsV1 (see :func:`_shape`)."""
+    meta_root = _root_meta(definition)
+    has_status = _has_status(meta_root)
+    view = _tracked_view(new, has_status, subresource)
+    key = (definition, subresource, _shape(view))
+    fields = _CREATE_FIELDS.get(key, _MISSING)
+    if fields is _MISSING:
+        res = _Comparison()
+        _compare(None, view, meta_root, (), res, False)
+        changed = _filter(res.added | res.modified, has_status, subresource)
+        fields = set_to_fields(changed) if changed else None
+        if len(_CREATE_FIELDS) >= _CREATE_FIELDS_MAX:
+            _CREATE_FIELDS.clear()
+        _CREATE_FIELDS[key] = fields
+    if fields is None:
+        new_meta.pop("managedFields", None)
+        return
+    api_version = new.get("apiVersion") or ""
+    who = _Manager(manager, operation, api_version if operation == "Update" else "", subresource)
+    new_meta["managedFields"] = [_entry_dict(who, api_version, now, _clone(fields))]
+
+
+_MISSING: Any = object()
+_CREATE_FIELDS: dict[tuple[str, str, Any], dict[str, Any] | None] = {}
+_CREATE_FIELDS_MAX = 4096
+
+
+def _shape(value: Any) -> Any:
+    """What a create's field set depends on: map keys, the kind of each value (map, list,
+    scalar or null) and list contents in full (their items are identified by key values)."""
+    if isinstance(value, dict):
+        return tuple([(k, _shape(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("[]", msgspec.json.encode(value))
+    return None if value is None else 0
 
 
 def server_side_apply(

@@ -537,3 +537,33 @@ def test_map_entries_are_members_struct_fields_are_not() -> None:
         "f:extra": {".": {}, "f:nested": {".": {}, "f:deep": {}}},
         "f:metadata": {"f:labels": {"f:a": {}}},
     }
+
+
+@pytest.mark.parametrize(
+    ("definition", "obj", "subresource"),
+    [
+        (CONFIGMAP, {"apiVersion": "v1", "metadata": {"name": "a"}, "data": {"k": "v"}}, ""),
+        (CONFIGMAP, {"apiVersion": "v1", "metadata": {"name": "a"}, "data": {}}, ""),
+        (CONFIGMAP, {"apiVersion": "v1", "metadata": {"name": "a", "labels": {}}}, ""),
+        (DEPLOYMENT, stored(manifest()), ""),
+        (DEPLOYMENT, stored(manifest(env=[{"name": "A", "value": "1"}], ports=[{"containerPort": 80}])), ""),
+        (DEPLOYMENT, stored(manifest(labels={"x": "y", "z": ""})), "status"),
+        (DEPLOYMENT, stored(manifest(replicas=0)), "scale"),
+    ],
+)
+def test_create_tracking_matches_the_comparison(definition: str, obj: dict, subresource: str) -> None:
+    """A create's managed fields come from a cache keyed by the object's shape; they must be
+    exactly what comparing against an empty object gives, on the first and on a cached call,
+    and an entry handed out must not be shared with the next object of that shape."""
+    obj = copy.deepcopy(obj)
+    obj["metadata"].pop("resourceVersion", None)
+    expected = copy.deepcopy(obj)
+    track_update({}, expected, "writer", "Update", definition, T1, subresource)
+    for _ in range(2):
+        created = copy.deepcopy(obj)
+        track_update(None, created, "writer", "Update", definition, T1, subresource)
+        assert created == expected
+    created["metadata"]["managedFields"][0]["fieldsV1"]["mutated"] = {}
+    again = copy.deepcopy(obj)
+    track_update(None, again, "writer", "Update", definition, T1, subresource)
+    assert again == expected
