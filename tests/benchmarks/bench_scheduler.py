@@ -58,7 +58,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(base: Path) -> tuple[subprocess.Popen[bytes], HttpApiClient]:
+def start_server(
+    base: Path, gc_threshold: str | None = None
+) -> tuple[subprocess.Popen[bytes], HttpApiClient]:
     port = free_port()
     data = base / "data"
     config = base / "scheduler.yaml"
@@ -68,11 +70,17 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], HttpApiClient]:
     disable = [a for n in ("controller-manager", "kubelet", "proxy", "dns") for a in ("--disable", n)]
     # KYBERN_BENCH_PROFILE=FILE runs the server under cProfile (stats written at exit)
     profile = os.environ.get("KYBERN_BENCH_PROFILE")
-    prefix = [sys.executable, "-m", "cProfile", "-o", profile] if profile else []
+    launch = [sys.executable, "-m", "cProfile", "-o", profile, str(exe)] if profile else [str(exe)]
+    if gc_threshold and not profile:
+        # the same CLI with the collector's thresholds set first (an experiment: how much of the
+        # server's CPU goes to cyclic GC scans of its large, growing heap)
+        boot = (
+            f"import gc, sys; gc.set_threshold({gc_threshold}); from kybern.cli import main; sys.exit(main())"
+        )
+        launch = [sys.executable, "-c", boot]
     proc = subprocess.Popen(
         [
-            *prefix,
-            str(exe),
+            *launch,
             "--log-level",
             "WARNING",
             "server",
@@ -186,6 +194,68 @@ class BindWatcher:
         return True
 
 
+class Load:
+    """Where the time goes during a phase: CPU seconds of the server, the hollow-node agent and
+    this (client) process, and the API writes per resource from the server's /metrics
+    (``apiserver_request_total``), so the figures say which process and which writes bound them."""
+
+    WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+    def __init__(self, client: HttpApiClient, server: int, agent: int | None) -> None:
+        self.client, self.pids = client, {"server": server, **({"agent": agent} if agent else {})}
+
+    @staticmethod
+    def _cpu(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def _writes(self) -> dict[str, float]:
+        text = await self._metrics_text()
+        counts: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.rindex("}")].split(","))
+            labels = {k: v.strip('"') for k, v in labels.items()}
+            if labels.get("verb") not in self.WRITES:
+                continue
+            what = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            key = f"{labels['verb']} {what}"
+            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return counts
+
+    async def _metrics_text(self) -> str:
+        session = self.client._get_session()  # the client's own TLS session and token
+        async with session.get(f"{self.client.url}/metrics", headers=self.client._headers()) as resp:
+            return await resp.text()
+
+    async def start(self) -> None:
+        self.t0 = time.monotonic()
+        self.cpu0 = {name: self._cpu(pid) for name, pid in self.pids.items()}
+        self.self0 = time.process_time()
+        self.writes0 = await self._writes()
+
+    async def report(self) -> None:
+        elapsed = time.monotonic() - self.t0
+        cpu = {name: self._cpu(pid) - self.cpu0[name] for name, pid in self.pids.items()}
+        cpu["bench client"] = time.process_time() - self.self0
+        writes = await self._writes()
+        print(
+            "CPU during the phase (share of one core): "
+            + ", ".join(f"{name} {seconds / elapsed:.0%}" for name, seconds in cpu.items())
+            + f"; load average {os.getloadavg()[0]:.1f}"
+        )
+        delta = {k: v - self.writes0.get(k, 0.0) for k, v in writes.items()}
+        top = sorted(((v, k) for k, v in delta.items() if v > 0), reverse=True)
+        print(
+            f"API writes ({sum(delta.values()) / elapsed:.0f}/s): "
+            + ", ".join(f"{k} {v / elapsed:.0f}/s" for v, k in top[:8])
+        )
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -247,7 +317,9 @@ async def wait_nodes(client: HttpApiClient, count: int, timeout: float = 300) ->
     raise SystemExit(f"only {ready} of {count} hollow nodes became Ready")
 
 
-async def throughput(client: HttpApiClient, nodes: int, pods: int, concurrency: int, hollow: bool) -> None:
+async def throughput(
+    client: HttpApiClient, nodes: int, pods: int, concurrency: int, hollow: bool, load: Load
+) -> None:
     t0 = time.monotonic()
     if hollow:
         await wait_nodes(client, nodes)
@@ -270,12 +342,14 @@ async def throughput(client: HttpApiClient, nodes: int, pods: int, concurrency: 
         sent[name] = time.monotonic()
         await client.create("pods", pod(name, ns, "100m", "128Mi"), namespace=ns)
 
+    await load.start()
     start = time.monotonic()
     await bounded(concurrency, [create(i) for i in range(pods)])
     created = time.monotonic()
     complete = await watcher.wait_for(pods)
     end = max(watcher.bound.values(), default=created)
     watch_task.cancel()
+    await load.report()
     latencies = [watcher.bound[n] - sent[n] for n in watcher.bound]
     print(f"pods created: {pods} in {created - start:.1f}s ({pods / (created - start):.0f} creates/s)")
     print(
@@ -430,14 +504,15 @@ async def packing(client: HttpApiClient, nodes: int, pods: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-sched-"))
-    proc, client = start_server(base)
+    proc, client = start_server(base, args.gc_threshold)
     agent: subprocess.Popen[bytes] | None = None
     try:
         decisions_only(args.nodes, min(args.pods, 5000))
         await wait_ready(client)
         if args.hollow:
             agent = start_hollow_nodes(base, client, args.nodes)
-        await throughput(client, args.nodes, args.pods, args.concurrency, args.hollow)
+        load = Load(client, proc.pid, agent.pid if agent is not None else None)
+        await throughput(client, args.nodes, args.pods, args.concurrency, args.hollow, load)
         if args.pack_pods:
             await packing(client, args.pack_nodes, args.pack_pods)
         if args.ceiling:
@@ -479,4 +554,9 @@ if __name__ == "__main__":
         "--ceiling", type=int, default=1000, help="pods for the API-server-alone figure (0: skip)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the server's data dir and log")
+    parser.add_argument(
+        "--gc-threshold",
+        metavar="G0,G1,G2",
+        help="run the server with gc.set_threshold(G0, G1, G2), e.g. 50000,50,100 (experiment)",
+    )
     asyncio.run(main(parser.parse_args()))
