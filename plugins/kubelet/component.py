@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
 from contextlib import suppress
 from typing import Any
@@ -36,6 +37,9 @@ RELIST_S = 2.0
 HOLLOW_CLUSTER_CIDR = "10.128.0.0/9"
 #: concurrent API writes of the batched loops
 BATCH = 32
+#: overrides the node's number of pods starting at once (see NodeAgent.start_slots); the
+#: start-up benchmark measures a few values this way
+START_SLOTS_ENV = "KYBERN_KUBELET_START_SLOTS"
 
 
 class Kubelet:
@@ -134,6 +138,8 @@ class Kubelet:
                 cluster_dns=config.extra.get("cluster_dns") or DEFAULT_CLUSTER_DNS,
                 cluster_domain=config.extra.get("cluster_domain") or DEFAULT_CLUSTER_DOMAIN,
             )
+            if os.environ.get(START_SLOTS_ENV):
+                self.nodes[name].start_slots = asyncio.Semaphore(int(os.environ[START_SLOTS_ENV]))
         if config.role == "server":
             await ensure_storage_class(self.api)
         try:

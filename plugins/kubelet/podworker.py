@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from contextlib import suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from kybern.client import ApiError
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 log = logger.bind(component="kubelet")
 
-_NO_LIMIT = contextlib.nullcontext()
 RESYNC_S = 60.0
 #: pods with ConfigMap/Secret/downward API files re-read them this often
 VOLUME_RESYNC_S = 30.0
@@ -76,6 +75,27 @@ def _has_file_volumes(pod: dict[str, Any]) -> bool:
     return any(any(k in v for k in kinds) for v in (pod.get("spec") or {}).get("volumes") or [])
 
 
+class StartupTrace:
+    """Where the first start of a pod went, step by step (like the kubelet's pod startup
+    latency tracker): logged once, when the pod is first reported running. The benchmark
+    reads these lines; ``seen`` is wall-clock time so it lines up with the creating client."""
+
+    def __init__(self) -> None:
+        self.seen = time.time()
+        self.began = self.last = time.monotonic()
+        self.steps: dict[str, float] = {}
+
+    def mark(self, step: str) -> None:
+        """The time since the previous mark went to ``step`` (repeats add up)."""
+        now = time.monotonic()
+        self.steps[step] = self.steps.get(step, 0.0) + now - self.last
+        self.last = now
+
+    def text(self) -> str:
+        steps = " ".join(f"{k}={v:.3f}" for k, v in self.steps.items())
+        return f"seen={self.seen:.3f} total={self.last - self.began:.3f} {steps}"
+
+
 class PodWorker:
     def __init__(self, node: NodeAgent, pod: dict[str, Any]) -> None:
         self.node = node
@@ -103,6 +123,23 @@ class PodWorker:
         self._attempts: dict[str, int] = {}
         #: container id -> name, for the probe result lookups of the status builder
         self._names: dict[str, str] = {}
+        #: a pod no kubelet reported on yet (not one adopted after a restart)
+        self._trace: StartupTrace | None = (
+            None if (pod.get("status") or {}).get("startTime") else StartupTrace()
+        )
+        # nothing seen yet, and the first pass lists anyway: no relist wake while it waits
+        node._seen.setdefault(self.uid, ())
+
+    def _mark(self, step: str) -> None:
+        if self._trace is not None:
+            self._trace.mark(step)
+
+    def _saw(self, containers: list[ContainerStatus]) -> None:
+        """Give the node's relist what this worker just saw of its containers (the relist's
+        fingerprint), so the relist wakes it only for changes it has not seen yet, not for the
+        containers it started itself: during a burst of pod starts every such extra pass
+        costs the runtime a listing."""
+        self.node._seen[self.uid] = tuple(sorted((c.id, c.state, c.attempt) for c in containers))
 
     # ------------------------------------------------------------------ task plumbing
 
@@ -146,6 +183,7 @@ class PodWorker:
         while not self.finished:
             self._wake.clear()
             self._next = None
+            self._mark("wait")
             try:
                 await self.sync()
             except asyncio.CancelledError:
@@ -196,30 +234,48 @@ class PodWorker:
                     self._retry_in(10)
                     return
                 log.debug("refreshing volumes of {}/{}: {}", self.namespace, self.name, exc)
-        # sandbox
-        if self.sandbox is None or self.sandbox.state != "ready":
-            try:
-                async with self.node.start_slots:
+        self._mark("volumes")
+        # a pod being started holds one start slot from its sandbox to its last container: a
+        # burst then finishes pod by pod, not every pod's containers behind every sandbox
+        async with contextlib.AsyncExitStack() as slot:
+            held = False
+            containers: list[ContainerStatus] | None = None
+            if self.sandbox is None or self.sandbox.state != "ready":
+                await slot.enter_async_context(self.node.start_slots)
+                held = True
+                self._mark("slot")
+                asked = datetime.now(UTC)
+                try:
                     self.sandbox = await rt.run_pod_sandbox(self._sandbox_spec())
-            except ContainerRuntimeError as exc:
-                self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
-                await self._write_status([], sandbox_ready=False)
-                self._retry_in(self.node.sandbox_backoff.next((self.uid, "sandbox")))
+                except ContainerRuntimeError as exc:
+                    self._event("Warning", "FailedCreatePodSandBox", f"Failed to create pod sandbox: {exc}")
+                    await self._write_status([], sandbox_ready=False)
+                    self._retry_in(self.node.sandbox_backoff.next((self.uid, "sandbox")))
+                    return
+                self._mark("sandbox")
+                if self.sandbox.created_at is not None and self.sandbox.created_at >= asked:
+                    containers = []  # made just now (not adopted): nothing runs in it yet
+            if containers is None:
+                containers = await rt.list_containers(self.uid)
+                self._mark("list")
+            self._saw(containers)
+            if self.sandbox is not None and any(
+                c.sandbox_id and c.sandbox_id != self.sandbox.id for c in containers if c.state == "running"
+            ):
+                # the sandbox was re-created behind our back (another agent run): look again
+                self.sandbox = None
+                self.wake()
                 return
-        containers = await rt.list_containers(self.uid)
-        if self.sandbox is not None and any(
-            c.sandbox_id and c.sandbox_id != self.sandbox.id for c in containers if c.state == "running"
-        ):
-            # the sandbox was re-created behind our back (another agent run): look again
-            self.sandbox = None
-            self.wake()
-            return
-        for c in containers:
-            self._attempts[c.name] = max(self._attempts.get(c.name, -1), c.attempt)
-        async with self.node.start_slots if self._needs_start(spec, containers) else _NO_LIMIT:
+            for c in containers:
+                self._attempts[c.name] = max(self._attempts.get(c.name, -1), c.attempt)
+            if not held and self._needs_start(spec, containers):
+                await slot.enter_async_context(self.node.start_slots)
+                self._mark("slot")
             changed = await self._sync_containers(spec, containers)
         if changed:
             containers = await rt.list_containers(self.uid)
+            self._saw(containers)
+            self._mark("list")
         self._sync_probes(spec, containers)
         await self._write_status(containers, sandbox_ready=True)
 
@@ -382,6 +438,7 @@ class PodWorker:
         attempt = max(attempt, self._attempts.get(name, -1) + 1)
         if await self._ensure_image(ctr, init) is None:
             return False
+        self._mark("image")
         try:
             env = await resolve_env(self.pod_with_ips(), ctr, self.node.cache, self.node.allocatable())
             spec = build_container_spec(self.pod, ctr, env, self._mounts or {}, attempt, self._grace())
@@ -400,6 +457,7 @@ class PodWorker:
                 self.sandbox = None
             return False
         self._event("Normal", "Created", f"Created container {name}", name, init)
+        self._mark("create")
         try:
             await rt.start_container(cid)
         except ContainerRuntimeError as exc:
@@ -408,6 +466,7 @@ class PodWorker:
             self._retry_in(10)
             return True
         self.waiting.pop(name, None)
+        self._mark("start")
         self._event("Normal", "Started", f"Started container {name}", name, init)
         if attempt >= 2:
             await self._prune(name, attempt)
@@ -545,6 +604,16 @@ class PodWorker:
         self._written = status
         if (updated.get("metadata") or {}).get("uid") == self.uid:
             self.pod = {**self.pod, "status": updated.get("status") or status}
+        if self._trace is not None:
+            self._trace.mark("status")
+            if status.get("phase") != "Pending":
+                log.info(
+                    "Observed pod startup duration pod={}/{} {}",
+                    self.namespace,
+                    self.name,
+                    self._trace.text(),
+                )
+                self._trace = None
 
     # ------------------------------------------------------------------ endings
 

@@ -129,6 +129,8 @@ class PodmanRuntime:
         #: running infra container id -> (pod IP, network)
         self._addresses: dict[str, tuple[str | None, str | None]] = {}
         self._probed = False
+        #: (client it was read through, OCI runtime name, cgroup version) from /info
+        self._host: tuple[PodmanClient | None, str, str] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -223,17 +225,24 @@ class PodmanRuntime:
 
     async def status(self) -> RuntimeStatus:
         """Ready only once a probe pod actually started here (that is when crun on hybrid
-        cgroups or ulimits over the hard limit show up); the probe is redone until it passes."""
+        cgroups or ulimits over the hard limit show up); the probe is redone until it passes.
+        The service's /info is read once per connection (it costs the service ~0.3 s of CPU;
+        the node status asks every 10 s); later checks only see that the service answers."""
         try:
             await self.connect()
-            info = await self._api("get", "/info")
+            if self._host is None or self._host[0] is not self._client:
+                client = self._client
+                host = (await self._api("get", "/info")).get("host") or {}
+                oci_name = (host.get("ociRuntime") or {}).get("name", "")
+                self._host = (client, oci_name, host.get("cgroupVersion", ""))
+            else:
+                await self._api("get", "/version")
         except RuntimeUnavailableError as exc:
             return RuntimeStatus(False, str(exc))
         except (ContainerRuntimeError, OSError) as exc:
             sock = self.service.socket or self.config.socket or "podman socket"
             return RuntimeStatus(False, diagnose.not_answering(str(sock), str(exc)))
-        oci = ((info.get("host") or {}).get("ociRuntime") or {}).get("name", "")
-        cgroups = (info.get("host") or {}).get("cgroupVersion", "")
+        _, oci, cgroups = self._host
         if oci == "crun" and cgroups == "v1" and Path("/sys/fs/cgroup/unified").is_dir():
             return RuntimeStatus(False, diagnose.explain("crun: cgroups in hybrid mode not supported") or "")
         if not self._probed or self._probe_error:
@@ -374,11 +383,7 @@ class PodmanRuntime:
             ip, network = self._addresses[infra_id]
         elif infra_state == "running":
             inspect = await self._api("get", f"/containers/{infra_id}/json", ok_missing=True) or {}
-            for net_name, net in ((inspect.get("NetworkSettings") or {}).get("Networks") or {}).items():
-                network = net_name
-                ip = net.get("IPAddress") or ip
-                if ip:
-                    break
+            ip, network = self._address(inspect)
             # an infra container keeps its address while it runs; a restart is a new sandbox
             self._addresses[infra_id] = (ip, network)
         else:
@@ -397,13 +402,75 @@ class PodmanRuntime:
         )
 
     async def run_pod_sandbox(self, spec: SandboxSpec) -> SandboxStatus:
-        existing = await self._find_pod(spec.uid)
-        if existing is not None:
-            status = await self._sandbox_status(existing)
-            if status.state == "ready":
-                return status
-            # a dead sandbox lost its network namespace: its containers cannot be revived
-            await self._api("delete", f"/pods/{existing['Id']}", {"force": True}, ok_missing=True)
+        """Create first: a new sandbox costs three calls (create, start, inspect of the infra
+        container by its name, for the address). The name is the pod's, so only when it
+        clashes is there a sandbox already (an agent restart): that one is adopted if it
+        runs, replaced if it died."""
+        body = self._sandbox_body(spec)
+        try:
+            created = await self._api("post", "/pods/create", body=body)
+        except ContainerRuntimeError as exc:
+            if "already exists" not in str(exc):  # e.g. the network does not exist
+                raise ContainerStartError(
+                    f"creating the sandbox of {spec.namespace}/{spec.name}: {exc}"
+                ) from None
+            existing = await self._find_pod(spec.uid)
+            if existing is not None:
+                status = await self._sandbox_status(existing)
+                if status.state == "ready":
+                    return status
+                # a dead sandbox lost its network namespace: its containers cannot be revived
+                await self._api("delete", f"/pods/{existing['Id']}", {"force": True}, ok_missing=True)
+            try:
+                created = await self._api("post", "/pods/create", body=body)
+            except ContainerRuntimeError as again:
+                raise ContainerStartError(
+                    f"creating the sandbox of {spec.namespace}/{spec.name}: {again}"
+                ) from None
+        pod_id = created["Id"]
+        try:
+            await self._api("post", f"/pods/{pod_id}/start")
+        except ContainerRuntimeError as exc:
+            await self._api("delete", f"/pods/{pod_id}", {"force": True}, ok_missing=True)
+            raise ContainerStartError(diagnose.explain(str(exc)) or str(exc)) from None
+        infra = await self._api("get", f"/containers/{body['infra_name']}/json", ok_missing=True)
+        if infra is None:
+            raise ContainerNotFoundError(f"sandbox of pod {spec.namespace}/{spec.name} vanished")
+        running = ((infra.get("State") or {}).get("Status") or "").lower() == "running"
+        ip: str | None = None
+        network: str | None = None
+        if body["labels"].get(LABEL_HOST_NETWORK) == "true":
+            network = HOST_NETWORK
+        elif running:
+            ip, network = self._address(infra)
+            self._addresses[infra["Id"]] = (ip, network)
+        return SandboxStatus(
+            id=pod_id,
+            uid=spec.uid,
+            namespace=spec.namespace,
+            name=spec.name,
+            state="ready" if running else "notready",
+            ip=ip,
+            network=network,
+            created_at=_time(infra.get("Created")),
+            labels=dict(body["labels"]),
+            attempt=spec.attempt,
+        )
+
+    @staticmethod
+    def _address(inspect: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(IP, network name) of an infra container's inspect answer."""
+        ip: str | None = None
+        network: str | None = None
+        for net_name, net in ((inspect.get("NetworkSettings") or {}).get("Networks") or {}).items():
+            network = net_name
+            ip = net.get("IPAddress") or ip
+            if ip:
+                break
+        return ip, network
+
+    def _sandbox_body(self, spec: SandboxSpec) -> dict[str, Any]:
+        name = f"k8s_{spec.namespace}_{spec.name}_{spec.uid[:8]}_{spec.attempt}"
         labels = {
             **spec.labels,
             LABEL_NODE: self.config.node_name,
@@ -414,7 +481,8 @@ class PodmanRuntime:
         }
         host_network = spec.network == HOST_NETWORK
         body: dict[str, Any] = {
-            "name": f"k8s_{spec.namespace}_{spec.name}_{spec.uid[:8]}_{spec.attempt}",
+            "name": name,
+            "infra_name": f"{name}_infra",
             "labels": labels,
             "hostname": (spec.hostname or spec.name)[:63],
             "netns": {"nsmode": "bridge"},
@@ -451,23 +519,7 @@ class PodmanRuntime:
             )
         if spec.cgroup_parent:
             body["cgroup_parent"] = spec.cgroup_parent
-        body = {k: v for k, v in body.items() if v is not None}
-        try:
-            created = await self._api("post", "/pods/create", body=body)
-        except ContainerRuntimeError as exc:  # e.g. the network does not exist
-            raise ContainerStartError(
-                f"creating the sandbox of {spec.namespace}/{spec.name}: {exc}"
-            ) from None
-        pod_id = created["Id"]
-        try:
-            await self._api("post", f"/pods/{pod_id}/start")
-        except ContainerRuntimeError as exc:
-            await self._api("delete", f"/pods/{pod_id}", {"force": True}, ok_missing=True)
-            raise ContainerStartError(diagnose.explain(str(exc)) or str(exc)) from None
-        pod = await self._find_pod(spec.uid)
-        if pod is None:
-            raise ContainerNotFoundError(f"sandbox of pod {spec.namespace}/{spec.name} vanished")
-        return await self._sandbox_status(pod)
+        return {k: v for k, v in body.items() if v is not None}
 
     async def stop_pod_sandbox(self, uid: str, timeout_s: int = 10) -> None:
         pod = await self._find_pod(uid)
