@@ -78,20 +78,22 @@ def decode_value(key: str, value: bytes, rev: int) -> CachedObject:
     return CachedObject(key, obj, dumps(obj), rev)
 
 
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
 class EventQueue:
     """A watcher's pending events. Cheaper per event than ``asyncio.Queue`` under
-    ``asyncio.wait_for`` (a task per wait): a deque and one future, woken by the producer."""
+    ``asyncio.wait_for`` (a task per wait): a deque and one future, woken by the producer.
 
-    __slots__ = ("_waiter", "items")
+    The wait timeout is a liveness check that seldom fires, so one timer is kept across waits
+    and only replaced when a wait needs an earlier wake-up: a timer per event (created and
+    cancelled at once) cost more than the event's write when many watchers share a kind.
+    Waking early is harmless: the caller just looks around and waits again.
+    """
+
+    __slots__ = ("_timer", "_waiter", "items")
 
     def __init__(self) -> None:
         self.items: deque[CacheEvent | None] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def put_nowait(self, item: CacheEvent | None) -> None:
         self.items.append(item)
@@ -108,19 +110,35 @@ class EventQueue:
     def get_nowait(self) -> CacheEvent | None:
         return self.items.popleft()
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for an item; whether one is there."""
+        """Wait up to ``timeout`` seconds (or less) for an item; whether one is there."""
         if self.items:
             return True
         loop = asyncio.get_running_loop()
+        when = loop.time() + timeout
+        timer = self._timer
+        if timer is None or timer.when() > when:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(when, self._on_timer)
         fut = self._waiter = loop.create_future()
-        handle = loop.call_later(timeout, _wake, fut)
         try:
             await fut
         finally:
-            handle.cancel()
             self._waiter = None
         return bool(self.items)
+
+    def close(self) -> None:
+        """Drop the pending timer (the watch is over)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 #: (event, watcher) -> the event to send (maybe re-typed), or None to skip it

@@ -183,4 +183,5 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
         pass
     finally:
         cache.remove_watcher(rt, watcher)
+        watcher.queue.close()
     return resp
