@@ -29,7 +29,8 @@ from loguru import logger
 log = logger.bind(component="scheduler")
 
 COMPONENT = "default-scheduler"
-#: bindings in flight at once (the cache already counts them, so this only bounds sockets)
+#: bindings in flight at once (the cache already counts them): the loop decides the next pod
+#: only when one of these is free, so a burst waits in the queue rather than in binding tasks
 MAX_BINDING = 64
 #: PodScheduled condition writes in flight at once: they must not starve bindings
 MAX_REPORTING = 8
@@ -167,14 +168,25 @@ class Scheduler:
     async def _loop(self) -> None:
         yielded = time.monotonic()
         while not self.ctx.stopping.is_set():
-            queued = await self.queue.pop()
+            # a free binding slot before the next decision: a burst waits in the queue (where a
+            # deletion simply removes it), not as thousands of assumed pods in binding tasks
+            await self._binding.acquire()
             try:
-                await self._schedule_one(queued)
+                queued = await self.queue.pop()
+            except BaseException:
+                self._binding.release()
+                raise
+            binding = False
+            try:
+                binding = await self._schedule_one(queued)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("scheduling {} failed", queued.pod.key)
                 self.queue.requeue_error(queued)
+            finally:
+                if not binding:
+                    self._binding.release()
             # a burst is scheduled in slices, letting watch events, bindings and (in the
             # server process) API requests in between; a slice per pod starves the scheduler
             now = time.monotonic()
@@ -182,12 +194,14 @@ class Scheduler:
                 await asyncio.sleep(0)
                 yielded = time.monotonic()
 
-    async def _schedule_one(self, queued: QueuedPod) -> None:
+    async def _schedule_one(self, queued: QueuedPod) -> bool:
+        """One scheduling cycle; True when the pod went on to binding (which then holds the
+        binding slot the loop took)."""
         pod = queued.pod
         profile = self.profiles.get(pod.scheduler_name)
         if profile is None:
             self.queue.remove(pod.uid)
-            return
+            return False
         self.attempts += 1
         nodes = self.cache.node_list()
         state = profile.new_state(nodes, self.client)
@@ -196,7 +210,7 @@ class Scheduler:
         )
         if isinstance(result, FitError):
             await self._unschedulable(profile, state, queued, result)
-            return
+            return False
         node_name = result
         for name, fn in profile.points["reserve"]:
             reason = fn(state=state, pod=pod, node_name=node_name)
@@ -204,16 +218,17 @@ class Scheduler:
                 self._unreserve(profile, state, pod, node_name)
                 self._report_failure(pod, f"reserve plugin {name}: {reason}", "SchedulerError")
                 self.queue.requeue_error(queued)
-                return
+                return False
         for name, fn in profile.points["permit"]:
             reason = fn(state=state, pod=pod, node_name=node_name)
             if reason:
                 self._unreserve(profile, state, pod, node_name)
                 self._report_failure(pod, f"permit plugin {name}: {reason}", "SchedulerError")
                 self.queue.requeue_error(queued)
-                return
+                return False
         self.cache.assume(pod, node_name)
         self._spawn(self._bind(profile, state, queued, node_name))
+        return True
 
     def _unreserve(self, profile: Profile, state: Any, pod: PodInfo, node_name: str) -> None:
         for _, fn in reversed(profile.unreserve_fns):
@@ -223,8 +238,9 @@ class Scheduler:
                 log.exception("unreserve of {} failed", pod.key)
 
     async def _bind(self, profile: Profile, state: Any, queued: QueuedPod, node_name: str) -> None:
+        """Runs holding the binding slot the loop took for it."""
         pod = queued.pod
-        async with self._binding:
+        try:
             error: str | None = None
             try:
                 for name, fn in profile.points["preBind"]:
@@ -246,6 +262,8 @@ class Scheduler:
                 raise
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._binding.release()
         if error is not None:
             log.info("binding {} to {} failed: {}", pod.key, node_name, error)
             self.cache.forget(pod.uid)
