@@ -270,7 +270,7 @@ class ApiServer:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
-            return await self._health(path)
+            return await self._health(path, "verbose" in request.query)
         if path == "/version":
             return json_response(discovery.version_info())
         user = authenticate(request.headers.get("Authorization"), self.tokens)
@@ -323,16 +323,36 @@ class ApiServer:
             return await self._resource(request, user, group, version, parts[3:])
         raise errors.not_found_plain("the server could not find the requested resource")
 
-    async def _health(self, path: str) -> web.Response:
-        ok = self.ready and not self.stopping.is_set()
-        if ok and path.startswith("/readyz"):
+    async def _health(self, path: str, verbose: bool = False) -> web.Response:
+        """kube-apiserver's /healthz, /livez and /readyz: "ok" (or, with ``?verbose``, one
+        ``[+]check ok`` line per check), a single check at ``/readyz/NAME``; 503 when failing."""
+        endpoint, _, single = path.lstrip("/").partition("/")
+        checks = ["ping", "log"]
+        if endpoint == "readyz":
+            checks += ["etcd", "informer-sync", "shutdown"]
+        if single and single not in checks:
+            raise errors.not_found_plain("the server could not find the requested resource")
+        failed: set[str] = set()
+        if not self.ready:
+            failed.add("informer-sync" if endpoint == "readyz" else "ping")
+        if self.stopping.is_set():
+            failed.add("shutdown" if endpoint == "readyz" else "ping")
+        if endpoint == "readyz" and (not single or single == "etcd") and not failed:
             try:
                 await asyncio.wait_for(self.run(self.store.current_revision), 5)
             except Exception:
-                ok = False
-        if not ok:
-            return web.Response(text="not ready", status=503, content_type="text/plain")
-        return web.Response(text="ok", content_type="text/plain")
+                failed.add("etcd")
+        if single:
+            ok = single not in failed
+            text = "ok" if ok else f"internal server error: {single} check failed"
+        else:
+            ok = not failed
+            text = "ok" if ok else "not ready"
+            if verbose:
+                lines = [f"[-]{c} failed: reason withheld" if c in failed else f"[+]{c} ok" for c in checks]
+                lines.append(f"{endpoint} check {'passed' if ok else 'failed'}")
+                text = "\n".join(lines) + "\n"
+        return web.Response(text=text, status=200 if ok else 503, content_type="text/plain")
 
     # ----------------------------------------------------------------- discovery
 
