@@ -169,8 +169,10 @@ class PodmanRuntime:
         body: Any = None,
         ok_missing: bool = False,
         timeout: float = REQUEST_TIMEOUT_S,
+        text: bool = False,
     ) -> Any:
-        """One REST call; JSON answer (None when empty, or when missing and ``ok_missing``)."""
+        """One REST call; JSON answer (None when empty, or when missing and ``ok_missing``),
+        or with ``text`` the answer as it came."""
 
         def send(client: PodmanClient) -> Any:
             data = json.dumps(body) if body is not None else None
@@ -199,6 +201,8 @@ class PodmanRuntime:
                 raise ContainerNotFoundError(f"{path}: {_error_text(exc)}") from None
             except APIError as exc:
                 raise ContainerRuntimeError(f"{method.upper()} {path}: {_error_text(exc)}") from None
+            if text:
+                return response.text
             return response.json() if response.content.strip() else None
 
         return await self._call(call)
@@ -226,8 +230,8 @@ class PodmanRuntime:
     async def status(self) -> RuntimeStatus:
         """Ready only once a probe pod actually started here (that is when crun on hybrid
         cgroups or ulimits over the hard limit show up); the probe is redone until it passes.
-        The service's /info is read once per connection (it costs the service ~0.3 s of CPU;
-        the node status asks every 10 s); later checks only see that the service answers."""
+        The service's /info is read once per connection (it costs the service 0.3-0.5 s of
+        CPU; the node status asks every 10 s); later checks only see that the service answers."""
         try:
             await self.connect()
             if self._host is None or self._host[0] is not self._client:
@@ -236,7 +240,8 @@ class PodmanRuntime:
                 oci_name = (host.get("ociRuntime") or {}).get("name", "")
                 self._host = (client, oci_name, host.get("cgroupVersion", ""))
             else:
-                await self._api("get", "/version")
+                # /_ping: /version costs the service as much as /info (it reads the same)
+                await self._api("get", "/_ping", text=True)
         except RuntimeUnavailableError as exc:
             return RuntimeStatus(False, str(exc))
         except (ContainerRuntimeError, OSError) as exc:
