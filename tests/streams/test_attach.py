@@ -4,7 +4,14 @@ attach only detaches."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import signal
+import struct
 import subprocess
+import termios
 import time
 
 import pytest
@@ -94,3 +101,83 @@ spec:
     again = cluster.kubectl("attach", "ticker", "-c", "nope", check=False)
     assert again.returncode != 0 and "nope" in again.stderr
     cluster.kubectl("delete", "pod", "ticker", "--wait=true", timeout=60)
+
+
+def _attach_on_pty(
+    cluster: Cluster, args: list[str], keys: bytes, until: bytes | None
+) -> tuple[int | None, bytes]:
+    """kubectl on a 40x120 pseudo-terminal: wait for the prompt, type ``keys``, then
+    either wait for kubectl to end or, once ``until`` shows, kill it (a user closing the
+    terminal). Returns (exit code, or None when killed; all output)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        os.execv(KUBECTL, kubectl_cmd(cluster, *args))
+    output = b""
+    typed = False
+    killed = False
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.3)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            # kubectl redraws the prompt with the terminal size; keys typed before the stream
+            # is up are lost (kubectl 1.32), as a user typing too early would find
+            if not typed and b"# " in output.split(b"press enter", 1)[-1]:
+                os.write(fd, keys)
+                typed = True
+            elif typed and until is not None and until in output.split(keys.rstrip(b"\n"), 1)[-1]:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+                break
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if not done:  # still going after the deadline: the test fails on the output
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            killed = killed or until is None
+    finally:
+        os.close(fd)
+    return (None if killed else os.waitstatus_to_exitcode(status)), output
+
+
+def test_attach_with_a_terminal(cluster: Cluster) -> None:
+    cluster.apply(
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: console}}
+spec:
+  nodeName: node-a
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {BUSYBOX}
+    stdin: true
+    tty: true
+    command: [sh]
+"""
+    )
+    cluster.wait_for("console running", lambda: running(cluster, "console"), timeout=90)
+    keys = b"echo hi-$((40+2)); stty size\n"
+    rc, output = _attach_on_pty(cluster, ["attach", "-it", "console"], keys, b"40 120")
+    # killed once the terminal size (through the resize channel) showed
+    assert rc is None and b"hi-42" in output, output
+    time.sleep(1)
+    assert running(cluster, "console"), "a terminal's stdin stays open when the client leaves"
+    rc, output = _attach_on_pty(cluster, ["attach", "-it", "console"], b"echo bye-$((1+1)); exit 3\n", None)
+    assert b"bye-2" in output, output
+    terminated = cluster.wait_for(
+        "console to finish",
+        lambda: (cluster.container_status("console").get("state") or {}).get("terminated"),
+        timeout=60,
+    )
+    assert terminated["exitCode"] == 3
+    cluster.kubectl("delete", "pod", "console", "--wait=true", timeout=60)
