@@ -181,3 +181,54 @@ spec:
     )
     assert terminated["exitCode"] == 3
     cluster.kubectl("delete", "pod", "console", "--wait=true", timeout=60)
+
+
+def test_python_client_attach_over_v4(cluster: Cluster) -> None:
+    """The Python client speaks v4.channel.k8s.io (no stdin close frame)."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    cluster.apply(
+        f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: echoer}}
+spec:
+  nodeName: node-a
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: {BUSYBOX}
+    stdin: true
+    command: [sh, -c, 'while read line; do echo "got $line"; done; echo stdin-closed; exit 5']
+"""
+    )
+    cluster.wait_for("echoer running", lambda: running(cluster, "echoer"), timeout=90)
+    api_client = config.new_client_from_config(config_file=str(cluster.server.kubeconfig))
+    try:
+        core = client.CoreV1Api(api_client)
+        resp = stream(
+            core.connect_get_namespaced_pod_attach, "echoer", "default", container="app",
+            stdin=True, stdout=True, stderr=True, tty=False, _preload_content=False,
+        )  # fmt: skip
+        assert resp.is_open()
+        resp.write_stdin("ping\n")
+        out = ""
+        deadline = time.monotonic() + 30
+        while "got ping\n" not in out and resp.is_open() and time.monotonic() < deadline:
+            resp.update(timeout=1)
+            out += resp.read_stdout()
+        assert out == "got ping\n"
+        resp.close()
+    finally:
+        api_client.close()
+    # Podman closes the process' stdin when the attach ends (see README): the loop ends
+    terminated = cluster.wait_for(
+        "echoer to finish",
+        lambda: (cluster.container_status("echoer").get("state") or {}).get("terminated"),
+        timeout=60,
+    )
+    assert terminated["exitCode"] == 5
+    assert cluster.kubectl("logs", "echoer").stdout == "got ping\nstdin-closed\n"
+    cluster.kubectl("delete", "pod", "echoer", "--wait=true", timeout=60)
