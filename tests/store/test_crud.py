@@ -195,3 +195,27 @@ def test_database_rejects_two_writes_from_the_same_previous_revision(store: SqlS
     row = {"name": P + "a", "created": False, "deleted": False, "create_revision": rev}
     with pytest.raises(sa.exc.IntegrityError), store._writer.begin() as conn:
         conn.execute(kv.insert(), {**row, "prev_revision": rev, "value": b"racer", "old_value": b"1"})
+
+
+def test_failed_writes_leave_no_transaction_behind(store: SqlStore) -> None:
+    """Each refused write (exists, missing, stale) rolls back at once: the writer's connection
+    is reused by the next write (SQLite writes go through one DBAPI connection), which must
+    not find a transaction still open or the write lock still held."""
+    rev = store.create(P + "x", b"1")
+    for _ in range(3):
+        with pytest.raises(KeyExistsError):
+            store.create(P + "x", b"again")
+        with pytest.raises(KeyNotFoundError):
+            store.update(P + "nope", b"v")
+        with pytest.raises(ConflictError):
+            store.delete(P + "x", expected_revision=rev - 1 if rev > 1 else rev + 100)
+    rev2 = store.update(P + "x", b"2", expected_revision=rev)
+    assert rev2 == rev + 1
+    gone = store.delete(P + "x")
+    assert (gone.value, gone.mod_revision) == (b"2", rev2 + 1)
+    assert store.get(P + "x") is None
+    store.close()
+    from kybern.store import StoreError
+
+    with pytest.raises(StoreError):
+        store.create(P + "y", b"1")
