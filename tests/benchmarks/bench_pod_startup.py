@@ -62,10 +62,13 @@ def pod_network(cluster: Cluster) -> str:
     return next((n for n in names if n.startswith("kybern-")), "podman")
 
 
-async def podman_run_d(cluster: Cluster, name: str, network: str) -> None:
+async def podman_run_d(cluster: Cluster, name: str, network: str, pod: bool = False) -> None:
+    """``podman run -d`` of the pods' container; with ``pod`` in a new Podman pod of its own
+    (``--pod new:``: infra container on the network, then the container, like an agent's pod)."""
     node = cluster.nodes[0]
+    where = ["--pod", f"new:{name}-pod"] if pod else ["--name", name]
     process = await asyncio.create_subprocess_exec(
-        "podman", *node.podman.global_args(), "run", "-d", "--name", name, "--network", network,
+        "podman", *node.podman.global_args(), "run", "-d", *where, "--network", network,
         BUSYBOX, "sleep", "3600",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "CONTAINERS_CONF": str(node.conf)},
@@ -77,9 +80,11 @@ async def podman_run_d(cluster: Cluster, name: str, network: str) -> None:
 
 async def podman_baseline(cluster: Cluster, count: int) -> None:
     """``podman run -d`` of the same image and command as the pods: one container each (a pod
-    is two: the infra container holding the network namespace, and the app)."""
+    is two: the infra container holding the network namespace, and the app), then the same
+    in a Podman pod each."""
     network = pod_network(cluster)
     names: list[str] = []
+    pods: list[str] = []
     try:
         seq: list[float] = []
         began = time.monotonic()
@@ -103,9 +108,24 @@ async def podman_baseline(cluster: Cluster, count: int) -> None:
         await asyncio.gather(*(one(n) for n in batch))
         print(f"podman run -d x{count} all at once:       p50 {pct(done, 0.5):.3f}s p99 "
               f"{pct(done, 0.99):.3f}s  wall {max(done):.2f}s ({count / max(done):.1f}/s)")  # fmt: skip
+        cluster.nodes[0].cli("rm", "-f", "-t", "0", *names, check=False)
+        names = []
+        began = time.monotonic()
+        done.clear()
+
+        async def in_pod(name: str) -> None:
+            await podman_run_d(cluster, name, network, pod=True)
+            done.append(time.monotonic() - began)
+
+        pods = [f"baseline-pod-{i}" for i in range(count)]
+        await asyncio.gather(*(in_pod(n) for n in pods))
+        print(f"podman run -d --pod new: x{count} at once: p50 {pct(done, 0.5):.3f}s p99 "
+              f"{pct(done, 0.99):.3f}s  wall {max(done):.2f}s ({count / max(done):.1f}/s)")  # fmt: skip
     finally:
         if names:
             cluster.nodes[0].cli("rm", "-f", "-t", "0", *names, check=False)
+        if pods:
+            cluster.nodes[0].cli("pod", "rm", "-f", "-t", "0", *(f"{n}-pod" for n in pods), check=False)
 
 
 def pod(name: str, node: str) -> dict:
@@ -226,6 +246,22 @@ def podman_service_pid(cluster: Cluster) -> int | None:
     return None
 
 
+def idle(cluster: Cluster, pods: int, seconds: float) -> None:
+    """CPU of the server process and of its Podman service while nothing happens."""
+    pid = cluster.server.process.pid
+    service = podman_service_pid(cluster)
+    before, started = cpu_seconds(pid), time.monotonic()
+    service_before = cpu_seconds(service, True) if service else 0.0
+    time.sleep(seconds)
+    used = cpu_seconds(pid) - before
+    elapsed = time.monotonic() - started
+    print(f"idle server process (API server + store + agent) with {pods} running pods: "
+          f"{100 * used / elapsed:.2f}% of one core over {elapsed:.0f}s")  # fmt: skip
+    if service:
+        service_used = cpu_seconds(service, True) - service_before
+        print(f"  its podman service meanwhile (relist, status checks): {100 * service_used / elapsed:.2f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=50)
@@ -242,6 +278,8 @@ def main() -> None:
         print(f"podman run --rm {BUSYBOX} true: median {statistics.median(floor):.3f}s "
               f"(min {min(floor):.3f}s, n={len(floor)})")  # fmt: skip
         asyncio.run(podman_baseline(cluster, args.pods))
+        time.sleep(3)
+        idle(cluster, 0, args.idle_seconds)
         sent, running, wall = asyncio.run(create_and_wait(cluster, 1, prefix="single"))
         report(cluster, "1 pod alone -> Running", sent, running, wall)
         service = podman_service_pid(cluster)
@@ -264,19 +302,7 @@ def main() -> None:
         if extra:
             cluster.kubectl("delete", "pod", *extra, "--wait=true", timeout=300)
         time.sleep(5)  # let deletions and status writes settle
-        pid = cluster.server.process.pid
-        before, started = cpu_seconds(pid), time.monotonic()
-        service_before = cpu_seconds(service) if service else 0.0
-        time.sleep(args.idle_seconds)
-        used = cpu_seconds(pid) - before
-        elapsed = time.monotonic() - started
-        print(f"idle server process (API server + store + agent) with {args.idle_pods} running pods: "
-              f"{100 * used / elapsed:.2f}% of one core over {elapsed:.0f}s")  # fmt: skip
-        if service:
-            service_used = cpu_seconds(service) - service_before
-            print(
-                f"  its podman service meanwhile (answering the relist): {100 * service_used / elapsed:.2f}%"
-            )
+        idle(cluster, args.idle_pods, args.idle_seconds)
         cluster.kubectl("delete", "pods", "-l", "bench=startup", "--wait=true", timeout=300)
 
 

@@ -7,7 +7,9 @@ Not a test (prints figures, asserts nothing timed). Run it alone, as root with P
 It starts an isolated Podman service (own storage, network and test-local containers.conf,
 like the runtime tests), then for N pods creates the sandbox and one busybox container and
 starts it, first one pod at a time, then ``--parallel`` at a time. It prints per-pod
-latency (median, max), wall time, and a few calls the kubelet makes often (list, exec).
+latency (median, max), wall time, the REST calls those starts made (count, median, max per
+kind: pod create, pod start, infra inspect, container create, start, list), and a few calls
+the kubelet makes often (list, exec).
 Everything created is removed at the end, also on failure.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import tempfile
@@ -37,6 +40,30 @@ from runtimes.podman_env import (  # noqa: E402
 )
 
 SLEEPER = ContainerSpec(name="app", image=BUSYBOX, command=["sleep", "3600"])
+#: (method, path with ids and names generalised) -> durations of the REST calls made
+CALLS: dict[str, list[float]] = {}
+
+
+def count_calls() -> None:
+    """Time every REST call of the runtime (wraps PodmanRuntime._api, for this process only)."""
+    original = PodmanRuntime._api
+
+    async def timed(self: PodmanRuntime, method: str, path: str, *args: object, **kwargs: object) -> object:
+        began = time.perf_counter()
+        try:
+            return await original(self, method, path, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            kind = re.sub(r"/(containers|pods)/(?!(?:create|json)$)[^/]+", r"/\1/ID", path)
+            CALLS.setdefault(f"{method.upper()} {kind}", []).append(time.perf_counter() - began)
+
+    PodmanRuntime._api = timed  # type: ignore[method-assign]
+
+
+def report_calls() -> None:
+    for key, samples in sorted(CALLS.items()):
+        print(f"    {key:<30} n={len(samples):<3} median={statistics.median(samples) * 1000:7.1f}ms"
+              f" max={max(samples) * 1000:7.1f}ms")  # fmt: skip
+    CALLS.clear()
 
 
 async def start_pod(runtime: PodmanRuntime, name: str) -> tuple[str, float]:
@@ -67,8 +94,10 @@ async def run_batch(runtime: PodmanRuntime, pods: int, parallel: int, tag: str) 
             return await start_pod(runtime, f"{tag}-{i}")
 
     began = time.perf_counter()
+    CALLS.clear()
     results = await asyncio.gather(*(one(i) for i in range(pods)))
     report(f"create->running x{parallel}", [r[1] for r in results], time.perf_counter() - began)
+    report_calls()
     return [r[0] for r in results]
 
 
@@ -114,4 +143,5 @@ if __name__ == "__main__":
     parser.add_argument("--parallel", type=int, default=8)
     args = parser.parse_args()
     logger.remove()
+    count_calls()
     asyncio.run(main(args.pods, args.parallel))
