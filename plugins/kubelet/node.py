@@ -174,10 +174,7 @@ class NodeAgent:
     async def pull_image(self, pod: dict[str, Any], image: str, policy: PullPolicy) -> ImageRef:
         """Pull for ``pod``: with each matching credential of its imagePullSecrets (and its
         ServiceAccount's) in turn until one works, anonymously when none matches."""
-        try:
-            credentials = await pod_credentials(self.cache, pod, image)
-        except ApiError as exc:
-            raise ImagePullError("ErrImagePull", f"reading imagePullSecrets: {exc}") from None
+        credentials = await pod_credentials(self.cache, pod, image)
         if not credentials:
             ref = await self.runtime.pull_image(image, policy=policy)
         else:

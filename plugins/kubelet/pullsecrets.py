@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from kybern.client import ApiError
 from loguru import logger
 
 log = logger.bind(component="kubelet")
@@ -144,17 +145,26 @@ def matching(credentials: list[Credential], image: str) -> list[Credential]:
 
 async def pod_credentials(source: SecretSource, pod: dict[str, Any], image: str) -> list[Credential]:
     """Credentials to try for ``image``: the pod's imagePullSecrets, then its ServiceAccount's.
-    A missing secret is skipped, as the kubelet does (the pull then may fail unauthorised)."""
+    A secret that is missing or cannot be read is skipped, as the kubelet does (the pull then
+    may fail unauthorised, and is retried with back-off)."""
     spec = pod.get("spec") or {}
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
+
+    async def read(resource: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await source.get(resource, namespace, name)
+        except ApiError as exc:
+            log.warning("cannot read {} {}/{} for an image pull: {}", resource, namespace, name, exc)
+            return None
+
     names = [r.get("name") for r in spec.get("imagePullSecrets") or [] if r.get("name")]
     account = spec.get("serviceAccountName") or spec.get("serviceAccount")
     if account:
-        sa = await source.get("serviceaccounts", namespace, account)
+        sa = await read("serviceaccounts", account)
         names += [r.get("name") for r in (sa or {}).get("imagePullSecrets") or [] if r.get("name")]
     credentials: list[Credential] = []
     for name in dict.fromkeys(names):
-        secret = await source.get("secrets", namespace, name)
+        secret = await read("secrets", name)
         if secret is None:
             log.debug("imagePullSecret {}/{} not found; skipped", namespace, name)
             continue

@@ -8,6 +8,7 @@ import base64
 import json
 from typing import Any
 
+from kybern.client import ApiError
 from kybern.plugins.kubelet.pullsecrets import (
     Credential,
     credentials_of,
@@ -91,10 +92,12 @@ class Objects:
 
     async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         assert namespace == "team"
+        if name == "forbidden":
+            raise ApiError({"code": 403, "reason": "Forbidden", "message": "no"})
         return self.objects.get((resource, name))
 
 
-def test_pod_secrets_come_before_the_service_account_ones_and_missing_ones_are_skipped() -> None:
+def test_pod_secrets_come_before_the_service_account_ones_and_unreadable_ones_are_skipped() -> None:
     def secret(user: str) -> dict[str, Any]:
         auths = {"auths": {"r.example": {"username": user, "password": "x" + user}}}
         return {"type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": b64(auths)}}
@@ -104,7 +107,7 @@ def test_pod_secrets_come_before_the_service_account_ones_and_missing_ones_are_s
         ("secrets", "shared"): secret("account"),
         ("serviceaccounts", "builder"): {"imagePullSecrets": [{"name": "shared"}, {"name": "gone"}]},
     })  # fmt: skip
-    refs = [{"name": "mine"}, {"name": "absent"}]
+    refs = [{"name": "mine"}, {"name": "absent"}, {"name": "forbidden"}]
     pod = {
         "metadata": {"namespace": "team"},
         "spec": {"serviceAccountName": "builder", "imagePullSecrets": refs},
