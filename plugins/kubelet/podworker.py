@@ -253,7 +253,8 @@ class PodWorker:
                     self._retry_in(self.node.sandbox_backoff.next((self.uid, "sandbox")))
                     return
                 self._mark("sandbox")
-                if self.sandbox.created_at is not None and self.sandbox.created_at >= asked:
+                made = self.sandbox.created_at
+                if made is not None and made.tzinfo is not None and made >= asked:
                     containers = []  # made just now (not adopted): nothing runs in it yet
             if containers is None:
                 containers = await rt.list_containers(self.uid)
