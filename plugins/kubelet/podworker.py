@@ -123,9 +123,10 @@ class PodWorker:
         self._attempts: dict[str, int] = {}
         #: container id -> name, for the probe result lookups of the status builder
         self._names: dict[str, str] = {}
-        #: a pod no kubelet reported on yet (not one adopted after a restart)
+        #: a pod no kubelet reported on yet (not one adopted after a restart); hollow nodes
+        #: run thousands of pods and nobody reads their traces
         self._trace: StartupTrace | None = (
-            None if (pod.get("status") or {}).get("startTime") else StartupTrace()
+            None if node.hollow or (pod.get("status") or {}).get("startTime") else StartupTrace()
         )
         # nothing seen yet, and the first pass lists anyway: no relist wake while it waits
         node._seen.setdefault(self.uid, ())
