@@ -147,6 +147,13 @@ class RequestInfo:
         length = self.request.content_length
         if length is not None and length > bodies.MAX_BODY_BYTES:
             raise errors.too_large(bodies.MAX_BODY_BYTES)
+        if length == 0:
+            return b""
+        if length is not None:  # the common case: one read, no wait for the end of the stream
+            try:
+                return await self.request.content.readexactly(length)
+            except asyncio.IncompleteReadError:
+                raise errors.bad_request("the request body ended before its Content-Length") from None
         chunks: list[bytes] = []
         size = 0
         while True:
