@@ -9,7 +9,9 @@ One table (family ip) that the proxy alone owns::
                       ClientIP affinity: saddr in @aff-<sep> -> goto that endpoint;
                       numgen random mod N vmap { i : goto sep-<hash> }
     sep-<hash>        saddr == endpoint (hairpin): mark; [update @aff-<sep>]; dnat to ip:port
-    masquerading      postrouting: marked packets are masqueraded (source = outgoing interface)
+    masquerading      postrouting: marked packets are masqueraded (source = outgoing interface),
+                      keeping the client's source port when it is free (not kube-proxy's
+                      ``fully-random``: see MASQUERADE)
     endpoints-check   filter hooks: a service port without endpoints is rejected (ICMP
                       port unreachable, so clients fail fast instead of timing out), and so
                       is a ClusterIP on a port no service has (it would leave by the
@@ -34,6 +36,14 @@ from kybern.plugins.proxy.model import Endpoint, ServiceState
 
 #: the packet mark bit meaning "masquerade me" (kube-proxy's default)
 MASQ_MARK = 0x4000
+#: Without ``fully-random``: a client that reuses a source port keeps its server-side address
+#: and port, so the endpoint sees that connection's TCP timestamps rising. With random ports,
+#: a new connection often lands on a port whose TIME_WAIT socket at the endpoint belongs to
+#: another client connection (Linux offsets timestamps per connection): the endpoint's PAWS
+#: check drops the SYN and the client waits a 1 s retransmit. bench_proxy.py measured this
+#: for host-to-ClusterIP traffic: with fully-random the request rate fell round by round
+#: (3800 to 530 req/s, ~1100 PAWS rejects in 10 s); without it, none.
+MASQUERADE = "masquerade"
 
 
 class NftError(Exception):
@@ -101,7 +111,7 @@ table ip {table} {{
         type nat hook postrouting priority srcnat; policy accept;
         meta mark & {MASQ_MARK:#x} == 0 return
         meta mark set meta mark ^ {MASQ_MARK:#x}
-        masquerade fully-random
+        {MASQUERADE}
     }}
     chain services {{
         ip daddr . meta l4proto . th dport vmap @service-ips

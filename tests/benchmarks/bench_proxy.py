@@ -1,10 +1,21 @@
 """Service proxy benchmark: requests/s through a ClusterIP against the same requests straight to
-the endpoint, and the time from an endpoint change (API write) to the rules being in place.
+the endpoints, and the time from an endpoint change (API write) to the rules being in place.
 
 Needs root, nft and ip (like tests/proxy). Starts a real ``kybern server`` (no node agent),
-one busybox httpd in a network namespace as the endpoint, and the proxies in this process.
-Each request is a new connection (HTTP/1.0), so every one goes through the proxy's choice of
-endpoint; rounds alternate direct / ClusterIP so machine load hits both alike.
+endpoints in network namespaces, and the proxies in this process. Each request is a new
+connection (HTTP/1.0), so every one goes through the proxy's choice of endpoint; rounds
+alternate direct / ClusterIP so machine load hits both alike.
+
+Method (what made earlier figures unfair to the ClusterIP):
+- The endpoints run a small pre-forked server with a listen backlog of 4096, not busybox httpd,
+  whose backlog of 9 overflowed with 16 clients: each overflow is a 1 s SYN retransmit.
+- Direct requests leave from the address the kernel picks for the ClusterIP (the host's
+  default-route address). The ClusterIP's are masqueraded to the bridge address: the two
+  paths then never share an endpoint-side address and port, where differing TCP timestamps
+  would make the endpoint's PAWS check drop SYNs.
+- Both paths reach the same endpoints: the direct client picks one at random per connection.
+- The endpoints' listen overflows and PAWS drops, and the client's SYN retransmits, are
+  printed per comparison: non-zero values mean stalls, not proxy cost.
 
     sudo .venv/bin/python tests/benchmarks/bench_proxy.py [--seconds 1] [--rounds 10] [--changes 100]
 """
@@ -13,10 +24,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import random
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
@@ -24,15 +40,63 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 from kybern.plugins.proxy.proxier import NftablesProxier  # noqa: E402
 from kybern.plugins.proxy.userspace.proxier import UserspaceProxier  # noqa: E402
 from proxy.helpers import client_for, make_service, set_endpoints  # noqa: E402
-from proxy.nettopo import HTTP_PORT, Topology, nft_problem, sh  # noqa: E402
+from proxy.nettopo import HTTP_PORT, Host, Topology, nft_problem, sh, wait_http  # noqa: E402
 from support.cluster import running_server  # noqa: E402
 
 CONCURRENCY = 16
-
-
-async def _one(host: str, port: int) -> bool:
+#: the endpoints' server: accept, read the request, answer the namespace's name, close; forks
+#: WORKERS processes on one socket (each dies with its parent)
+SERVER = r"""
+import ctypes, os, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4096)
+body = sys.argv[2].encode()
+head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+reply = head % len(body) + body
+for _ in range(int(sys.argv[3]) - 1):
+    if os.fork() == 0:
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        break
+while True:
+    conn, _ = s.accept()
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        conn.recv(4096)
+        conn.sendall(reply)
+    except OSError:
+        pass
+    conn.close()
+"""
+WORKERS = 2
+
+Target = tuple[str, int]
+
+
+def serve(host: Host) -> None:
+    """Start the benchmark server in the host's namespace (its httpd was not started)."""
+    proc = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            host.name,
+            sys.executable,
+            "-c",
+            SERVER,
+            str(HTTP_PORT),
+            host.name,
+            str(WORKERS),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
+    host.extra.append(proc)
+    wait_http(f"http://{host.ip}:{HTTP_PORT}/")
+
+
+async def _one(target: Target, local: str | None = None) -> bool:
+    try:
+        reader, writer = await asyncio.open_connection(*target, local_addr=(local, 0) if local else None)
     except OSError:
         return False
     try:
@@ -46,8 +110,9 @@ async def _one(host: str, port: int) -> bool:
         writer.close()
 
 
-async def rate(host: str, port: int, seconds: float) -> float:
-    """Completed requests per second with CONCURRENCY clients, new connection each."""
+async def rate(targets: list[Target], seconds: float, local: str | None = None) -> float:
+    """Completed requests per second with CONCURRENCY clients, a new connection each, to a
+    target chosen at random per connection."""
     done = 0
     errors = 0
     deadline = time.monotonic() + seconds
@@ -55,7 +120,7 @@ async def rate(host: str, port: int, seconds: float) -> float:
     async def worker() -> None:
         nonlocal done, errors
         while time.monotonic() < deadline:
-            if await _one(host, port):
+            if await _one(random.choice(targets), local):
                 done += 1
             else:
                 errors += 1
@@ -63,8 +128,45 @@ async def rate(host: str, port: int, seconds: float) -> float:
     start = time.monotonic()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     if errors:
-        print(f"  ({errors} failed requests to {host}:{port})")
+        print(f"  ({errors} failed requests to {targets})")
     return done / (time.monotonic() - start)
+
+
+def source_for(ip: str) -> str | None:
+    """The source address the kernel picks for traffic to ``ip``."""
+    found = re.search(r"\bsrc (\S+)", sh("ip", "-4", "route", "get", ip, check=False).stdout)
+    return found.group(1) if found else None
+
+
+def counters(run: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, int]:
+    """Absolute TCP counters of one namespace (``nstat -az``)."""
+    out: dict[str, int] = {}
+    for line in run("nstat", "-az", check=False).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+class Stalls:
+    """Listen overflows and PAWS drops at the endpoints, SYN retransmits at the client."""
+
+    def __init__(self, hosts: list[Host]) -> None:
+        self.hosts = hosts
+        self.before = self._now()
+
+    def _now(self) -> dict[str, int]:
+        total: collections.Counter[str] = collections.Counter()
+        for host in self.hosts:
+            c = counters(host.run)
+            total["listen overflows"] += c.get("TcpExtListenOverflows", 0)
+            total["PAWS drops"] += c.get("TcpExtPAWSTimewait", 0)
+        total["SYN retransmits"] = counters(sh).get("TcpExtTCPSynRetrans", 0)
+        return dict(total)
+
+    def report(self) -> str:
+        now = self._now()
+        return ", ".join(f"{k} {now[k] - self.before.get(k, 0)}" for k in now)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -72,42 +174,51 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def compare(label: str, cip: str, endpoint: str, seconds: float, rounds: int) -> None:
+async def compare(label: str, cip: str, hosts: list[Host], seconds: float, rounds: int) -> None:
     """Short rounds, direct and ClusterIP back to back (order swapped every pair): on a loaded
     machine the per-pair ratio is steadier than a ratio of totals."""
+    endpoints = [(h.ip, HTTP_PORT) for h in hosts]
+    local = source_for(cip)
     direct, via, ratios = [], [], []
+    stalls = Stalls(hosts)
     for i in range(rounds):
         if i % 2:
-            v = await rate(cip, 80, seconds)
-            d = await rate(endpoint, HTTP_PORT, seconds)
+            v = await rate([(cip, 80)], seconds)
+            d = await rate(endpoints, seconds, local)
         else:
-            d = await rate(endpoint, HTTP_PORT, seconds)
-            v = await rate(cip, 80, seconds)
+            d = await rate(endpoints, seconds, local)
+            v = await rate([(cip, 80)], seconds)
         direct.append(d)
         via.append(v)
         ratios.append(v / d if d else 0.0)
     d, v = statistics.median(direct), statistics.median(via)
     print(
-        f"{label}: direct {d:.0f} req/s, via ClusterIP {v:.0f} req/s (medians of {rounds} rounds); "
-        f"ratio of medians {v / d:.3f}, median per-pair ratio {statistics.median(ratios):.3f}"
+        f"{label}, {len(hosts)} endpoint(s), {CONCURRENCY} clients: direct {d:.0f} req/s, via ClusterIP "
+        f"{v:.0f} req/s (medians of {rounds} rounds); ratio of medians {v / d:.3f}, "
+        f"median per-pair ratio {statistics.median(ratios):.3f}"
     )
     print(f"  rounds direct {[round(x) for x in direct]}\n  rounds via    {[round(x) for x in via]}")
+    print(f"  stalls: {stalls.report()}")
 
 
-async def interleaved(label: str, cip: str, endpoint: str, n: int) -> None:
+async def interleaved(label: str, cip: str, hosts: list[Host], n: int) -> None:
     """One client, requests alternating direct / ClusterIP: load drift hits both equally, so
     the ratio of median latencies is the steadiest figure on a busy machine."""
+    endpoints = [(h.ip, HTTP_PORT) for h in hosts]
+    local = source_for(cip)
     direct: list[float] = []
     via: list[float] = []
     for i in range(2 * n):
-        target, out = ((endpoint, HTTP_PORT), direct) if i % 2 == 0 else ((cip, 80), via)
         t0 = time.perf_counter()
-        if await _one(*target):
-            out.append(time.perf_counter() - t0)
+        if i % 2 == 0:
+            if await _one(random.choice(endpoints), local):
+                direct.append(time.perf_counter() - t0)
+        elif await _one((cip, 80)):
+            via.append(time.perf_counter() - t0)
     d, v = statistics.median(direct), statistics.median(via)
     print(
-        f"{label} (1 client, {n} requests each, alternating): median latency direct {d * 1e6:.0f} us, "
-        f"via ClusterIP {v * 1e6:.0f} us; throughput ratio {d / v:.3f}"
+        f"{label}, {len(hosts)} endpoint(s) (1 client, {n} requests each, alternating): median latency "
+        f"direct {d * 1e6:.0f} us, via ClusterIP {v * 1e6:.0f} us; throughput ratio {d / v:.3f}"
     )
 
 
@@ -139,44 +250,58 @@ async def change_latency(api, proxier, ips: list[str], spare: str, n: int) -> No
         )
 
 
+async def nftables_runs(args: argparse.Namespace, server, api, hosts: list[Host], spare: Host) -> None:  # type: ignore[no-untyped-def]
+    svc = await make_service(api, "bench")
+    cip = svc["spec"]["clusterIP"]
+    node = f"bench{int(time.time()) % 100000}"
+    proxier = NftablesProxier(client_for(server), node, manage_routes=False)
+    await proxier.start()
+    try:
+        for count in sorted({1, args.endpoints}):
+            chosen = hosts[:count]
+            want = {h.ip for h in chosen}
+            await set_endpoints(api, "bench", sorted(want))
+            await proxier.wait_until(
+                lambda s, want=want: (
+                    {ep.ip for st in s.values() if st.port.name == "bench" for ep in st.endpoints} == want
+                ),
+                10,
+            )
+            await compare("nftables", cip, chosen, args.seconds, args.rounds)
+            await interleaved("nftables", cip, chosen, args.requests)
+        await change_latency(api, proxier, [h.ip for h in hosts[:1]], spare.ip, args.changes)
+    finally:
+        await proxier.stop()
+    if not args.skip_userspace:
+        await set_endpoints(api, "bench", [hosts[0].ip])
+        iface = f"kpb{node[-6:]}"
+        us = UserspaceProxier(client_for(server), interface=iface, node_ports=False)
+        await us.start()
+        try:
+            await us.wait_until(
+                lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
+            )
+            await compare("userspace", cip, hosts[:1], args.seconds, args.rounds)
+            await interleaved("userspace", cip, hosts[:1], args.requests)
+            await change_latency(api, us, [hosts[0].ip], spare.ip, min(args.changes, 30))
+        finally:
+            await us.stop()
+            sh("ip", "link", "del", iface, check=False)
+    await api.delete("services", "bench", namespace="default")
+
+
 async def main_async(args: argparse.Namespace, server) -> None:  # type: ignore[no-untyped-def]
     net = Topology().open()
     try:
-        ep = net.add_host()
-        spare = net.add_host()
+        hosts = [net.add_host(serve=False) for _ in range(max(1, args.endpoints))]
+        for host in hosts:
+            serve(host)
+        spare = net.add_host(serve=False)
         api = client_for(server)
-        svc = await make_service(api, "bench")
-        cip = svc["spec"]["clusterIP"]
-        await set_endpoints(api, "bench", [ep.ip])
-        node = f"bench{int(time.time()) % 100000}"
-        proxier = NftablesProxier(client_for(server), node, manage_routes=False)
-        await proxier.start()
         try:
-            await proxier.wait_until(
-                lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
-            )
-            await compare("nftables", cip, ep.ip, args.seconds, args.rounds)
-            await interleaved("nftables", cip, ep.ip, args.requests)
-            await change_latency(api, proxier, [ep.ip], spare.ip, args.changes)
-            await set_endpoints(api, "bench", [ep.ip])
+            await nftables_runs(args, server, api, hosts, spare)
         finally:
-            await proxier.stop()
-        if not args.skip_userspace:
-            iface = f"kpb{node[-6:]}"
-            us = UserspaceProxier(client_for(server), interface=iface, node_ports=False)
-            await us.start()
-            try:
-                await us.wait_until(
-                    lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
-                )
-                await compare("userspace", cip, ep.ip, args.seconds, args.rounds)
-                await interleaved("userspace", cip, ep.ip, args.requests)
-                await change_latency(api, us, [ep.ip], spare.ip, min(args.changes, 30))
-            finally:
-                await us.stop()
-                sh("ip", "link", "del", iface, check=False)
-        await api.delete("services", "bench", namespace="default")
-        await api.close()
+            await api.close()
     finally:
         net.close()
 
@@ -187,6 +312,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--requests", type=int, default=1000, help="requests per path, interleaved run")
     parser.add_argument("--changes", type=int, default=100, help="endpoint changes to time")
+    parser.add_argument("--endpoints", type=int, default=3, help="also compare with this many endpoints")
     parser.add_argument("--skip-userspace", action="store_true")
     args = parser.parse_args()
     problem = nft_problem()

@@ -125,7 +125,8 @@ def test_service_from_host_and_pod_follows_scaling(cluster) -> None:  # type: ig
     ctr = next(
         c["Id"]
         for c in node.containers()
-        if c.get("State") == "running" and any("web" in n for n in c["Names"])
+        # the pod's infra container has "web" in its name too, but no shell
+        if c.get("State") == "running" and not c.get("IsInfra") and any("web" in n for n in c["Names"])
     )
     request = "printf 'GET / HTTP/1.0\\r\\n\\r\\n'"
     script = f"for i in 1 2 3 4 5 6 7 8 9; do {request} | nc {cip} 8080 | tail -n 1; done"
