@@ -226,6 +226,9 @@ class WatchCache:
         #: whether the loop takes the store watch's events itself (see _follow)
         self._loop_takes = False
         self._drain_scheduled = False
+        #: the drain scheduled from the loop's own thread (a write made on the loop), which
+        #: the writer's own drain right after the write makes unnecessary: it is cancelled
+        self._drain_handle: asyncio.Handle | None = None
         self._loop_thread = 0
 
     def cache_for(self, rt: ResourceType) -> ResourceCache:
@@ -335,7 +338,7 @@ class WatchCache:
         assert loop is not None
         try:
             if threading.get_ident() == self._loop_thread:
-                loop.call_soon(self.drain)
+                self._drain_handle = loop.call_soon(self.drain)
             else:
                 loop.call_soon_threadsafe(self.drain)
         except RuntimeError:
@@ -347,6 +350,10 @@ class WatchCache:
         if w is None or not self._loop_takes:
             return
         self._drain_scheduled = False  # before taking: a later event schedules another drain
+        handle = self._drain_handle
+        if handle is not None:
+            self._drain_handle = None
+            handle.cancel()  # this drain does its work (harmless when it is that very call)
         batch: list[Event] = []
         failure: Exception | None = None
         try:
