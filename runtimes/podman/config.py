@@ -41,6 +41,9 @@ class PodmanConfig:
     network: str | None = None
     podman_binary: str = "podman"
     insecure_registries: tuple[str, ...] = LOOPBACK_REGISTRIES
+    #: an image pull with no progress line from Podman for this long fails (ErrImagePull);
+    #: Podman reports per layer, so this bounds the time one layer may take
+    pull_stall_timeout_s: float = 300.0
     #: seconds to wait for a started service to answer
     service_start_timeout_s: float = 20.0
     #: threads for Podman's synchronous client (podman-py); parallel pod starts need several

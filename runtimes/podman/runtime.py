@@ -306,23 +306,43 @@ class PodmanRuntime:
         }
 
         def pull() -> str:
+            try:
+                return read_pull()
+            except (APIError, requests.RequestException) as exc:
+                # a registry that accepts and then says nothing would hold Podman's pull (and
+                # this pod) forever: no progress line for this long gives up, and it is retried
+                timed_out = isinstance(exc, requests.Timeout) or isinstance(exc.__cause__, requests.Timeout)
+                if timed_out or "timed out" in str(exc):  # iter_lines: ConnectionError(ReadTimeout)
+                    stall = self.config.pull_stall_timeout_s
+                    raise ImagePullError(
+                        "ErrImagePull", f"pulling {image} made no progress for {stall:g}s"
+                    ) from None
+                raise ImagePullError("ErrImagePull", _error_text(exc)) from None
+
+        def read_pull() -> str:
             client = self._connect()
             headers = {"X-Registry-Auth": api.encode_auth_header(auth)} if auth else {}
-            response = client.api.post("/images/pull", params=params, headers=headers, stream=True)
-            if not response.ok:
-                try:
-                    message = response.json().get("message", response.text)
-                except ValueError:
-                    message = response.text
-                raise ImagePullError("ErrImagePull", diagnose.first_line(message))
-            image_id = ""
-            for line in response.iter_lines():
-                if not line.strip():
-                    continue
-                item = json.loads(line)
-                if item.get("error"):
-                    raise ImagePullError("ErrImagePull", diagnose.first_line(item["error"]))
-                image_id = item.get("id") or image_id
+            response = client.api.post(
+                "/images/pull", params=params, headers=headers, stream=True,
+                timeout=self.config.pull_stall_timeout_s,
+            )  # fmt: skip
+            try:
+                if not response.ok:
+                    try:
+                        message = response.json().get("message", response.text)
+                    except ValueError:
+                        message = response.text
+                    raise ImagePullError("ErrImagePull", diagnose.first_line(message))
+                image_id = ""
+                for line in response.iter_lines():
+                    if not line.strip():
+                        continue
+                    item = json.loads(line)
+                    if item.get("error"):
+                        raise ImagePullError("ErrImagePull", diagnose.first_line(item["error"]))
+                    image_id = item.get("id") or image_id
+            finally:
+                response.close()
             if not image_id:
                 raise ImagePullError("ErrImagePull", f"pulling {image} reported no image")
             return image_id

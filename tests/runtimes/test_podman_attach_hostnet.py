@@ -1,14 +1,15 @@
-"""The Podman runtime's attach (the main process' stdio) and host-network sandboxes, against
-real Podman (isolated, see podman_env)."""
+"""The Podman runtime's attach (the main process' stdio), host-network sandboxes and a pull
+from a registry that never answers, against real Podman (isolated, see podman_env)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import urllib.request
 
 import pytest
-from kybern.runtime import ContainerSpec, DnsConfig, PortMapping
+from kybern.runtime import ContainerSpec, DnsConfig, ImagePullError, PortMapping
 from kybern.runtimes.podman.runtime import HOST_NETWORK, PodmanRuntime
 
 from .podman_env import BUSYBOX, run_container, sandbox_spec, wait_exited
@@ -88,3 +89,41 @@ def test_attach_to_the_main_process(runtime: PodmanRuntime) -> None:
         await runtime.remove_pod_sandbox(spec.uid)
 
     asyncio.run(main())
+
+
+def test_a_pull_from_a_registry_that_never_answers_gives_up(runtime: PodmanRuntime) -> None:
+    """A registry that accepts connections and then says nothing: Podman would wait for ever."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    saved = runtime.config.pull_stall_timeout_s
+    runtime.config.pull_stall_timeout_s = 3.0
+    try:
+        with pytest.raises(ImagePullError) as failed:
+            asyncio.run(runtime.pull_image(f"127.0.0.1:{port}/silent/app:1", policy="Always"))
+        assert failed.value.reason == "ErrImagePull"
+        assert failed.value.message == f"pulling 127.0.0.1:{port}/silent/app:1 made no progress for 3s"
+        assert accepted, "Podman did reach the registry"
+    finally:
+        runtime.config.pull_stall_timeout_s = saved
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    # the runtime still works afterwards
+    assert asyncio.run(runtime.image_present(BUSYBOX)) is not None
