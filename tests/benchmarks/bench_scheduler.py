@@ -238,7 +238,8 @@ class Load:
         self.self0 = time.process_time()
         self.writes0 = await self._writes()
 
-    async def report(self) -> None:
+    async def report(self) -> dict[str, float]:
+        """Prints the figures; returns CPU seconds per process."""
         elapsed = time.monotonic() - self.t0
         cpu = {name: self._cpu(pid) - self.cpu0[name] for name, pid in self.pids.items()}
         cpu["bench client"] = time.process_time() - self.self0
@@ -254,6 +255,7 @@ class Load:
             f"API writes ({sum(delta.values()) / elapsed:.0f}/s): "
             + ", ".join(f"{k} {v / elapsed:.0f}/s" for v, k in top[:8])
         )
+        return cpu
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -349,13 +351,20 @@ async def throughput(
     complete = await watcher.wait_for(pods)
     end = max(watcher.bound.values(), default=created)
     watch_task.cancel()
-    await load.report()
+    cpu = await load.report()
     latencies = [watcher.bound[n] - sent[n] for n in watcher.bound]
     print(f"pods created: {pods} in {created - start:.1f}s ({pods / (created - start):.0f} creates/s)")
     print(
         f"pods bound:   {len(watcher.bound)}{'' if complete else ' (STALLED)'} in {end - start:.1f}s "
         f"from first create -> {len(watcher.bound) / (end - start):.0f} pods/s"
     )
+    if watcher.bound and cpu["server"] > 0:
+        # comparable across runs on a shared machine, where the server gets a varying share of a core
+        per_pod = cpu["server"] / len(watcher.bound)
+        print(
+            f"server CPU per bound pod: {per_pod * 1000:.2f} ms "
+            f"(-> {1 / per_pod:.0f} pods/s if the server had one core to itself)"
+        )
     if latencies:
         print(
             "scheduling latency (create sent -> bound seen): "
