@@ -16,6 +16,7 @@ import json
 import random
 import re
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from kubelet.nodes import (
     wait_node_ready,
 )
 from runtimes.podman_env import busybox_archive, write_containers_conf
+from support.cluster import KUBECTL
 
 pytestmark = [pytest.mark.slow, pytest.mark.podman, pytest.mark.timeout(900)]
 
@@ -260,29 +262,62 @@ def test_unready_replica_gets_no_requests_until_it_recovers(env: Env) -> None:
     c.wait_for("requests reaching it again", lambda: victim in fetch_in_client(c, 30), timeout=30)
 
 
+class ReadyWatch:
+    """``kubectl get pods --watch``: when each web pod was first seen Ready (a watch event
+    arrives within moments of the status write; polling with kubectl takes ~0.5 s a call)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        template = '{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\\n"}'
+        server = cluster.server
+        self.proc = subprocess.Popen(
+            [KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(server.cache_dir),
+             "get", "pods", "-l", "app=web", "--watch", "-o", f"jsonpath={template}"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        self.ready_at: dict[str, float] = {}
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) == 2 and parts[1] == "True":
+                self.ready_at.setdefault(parts[0], time.monotonic())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 def test_scale_up_is_served_soon_after_ready(env: Env) -> None:
     c = env.cluster
     svc = c.json("get", "service", "web")
     url = f"http://{svc['spec']['clusterIP']}:8080/"
     before = set(ready_web(c))
-    c.kubectl("scale", "deployment", "web", "--replicas", str(REPLICAS + 1))
-    # poll the API and the ClusterIP (from the host: the same rules, finer timing than exec)
-    ready_at = served_at = None
-    new: set[str] = set()
-    deadline = time.monotonic() + 180
-    while served_at is None and time.monotonic() < deadline:
-        if ready_at is None:
-            new = set(ready_web(c)) - before
-            if new:
-                ready_at = time.monotonic()
-        for _ in range(5):
-            if fetch_from_host(url) in new:
-                served_at = time.monotonic()
-                break
-    assert ready_at is not None and served_at is not None, (new, c.server.log()[-2000:])
-    print(f"scale-up: new replica served {served_at - ready_at:.2f}s after the API showed it Ready")
+    watch = ReadyWatch(c)
+    try:
+        c.wait_for("the watch listing the ready replicas", lambda: before <= set(watch.ready_at), timeout=30)
+        c.kubectl("scale", "deployment", "web", "--replicas", str(REPLICAS + 1))
+        # hit the ClusterIP from the host (the same rules as from a pod, and fine-grained timing)
+        # until the new replica answers
+        served: tuple[str, float] | None = None
+        deadline = time.monotonic() + 180
+        while served is None and time.monotonic() < deadline:
+            name = fetch_from_host(url)
+            if name.startswith("web-") and name not in before:
+                served = (name, time.monotonic())
+            else:
+                time.sleep(0.01)
+        assert served is not None, c.server.log()[-2000:]
+        name, served_at = served
+        c.wait_for("the watch showing it Ready", lambda: name in watch.ready_at, timeout=30)
+        delay = served_at - watch.ready_at[name]
+        print(f"scale-up: new replica served {delay:.3f}s after the watch showed it Ready")
+    finally:
+        watch.close()
     # and from inside a pod
-    c.wait_for("the new replica served to a pod", lambda: new & set(fetch_in_client(c, 30)), timeout=30)
+    c.wait_for("the new replica served to a pod", lambda: name in fetch_in_client(c, 30), timeout=30)
     c.kubectl("scale", "deployment", "web", "--replicas", str(REPLICAS))
     c.wait_for(f"{REPLICAS} replicas again", lambda: len(web_pods(c)) == REPLICAS, timeout=120)
 
