@@ -232,3 +232,17 @@ spec:
     assert terminated["exitCode"] == 5
     assert cluster.kubectl("logs", "echoer").stdout == "got ping\nstdin-closed\n"
     cluster.kubectl("delete", "pod", "echoer", "--wait=true", timeout=60)
+
+
+def test_kubectl_run_interactive(cluster: Cluster) -> None:
+    """``kubectl run -i --rm``: creates a pod with stdin and stdinOnce, attaches, deletes it."""
+    out = subprocess.run(
+        kubectl_cmd(cluster, "run", "oneshot", "-i", "--rm", "--restart=Never", f"--image={BUSYBOX}",
+                    "--image-pull-policy=IfNotPresent", "--", "sh", "-c", "read x; echo got-$x; exit 0"),
+        input="hello\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "got-hello", out.stdout
+    assert 'pod "oneshot" deleted' in out.stdout + out.stderr
+    gone = cluster.kubectl("get", "pod", "oneshot", check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
