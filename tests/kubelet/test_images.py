@@ -133,18 +133,15 @@ def docker_config_json(host: str, user: tuple[str, str]) -> str:
 def test_image_pull_secrets_log_in(cluster: Cluster, private_registry: Registry, tmp_path: Path) -> None:
     reg = private_registry
     image = reg.push(reg.build(tmp_path, "secret"), "private/app:1")
-    cfg = base64.b64encode(docker_config_json(reg.host, USER).encode()).decode()
     legacy = {f"http://{reg.host}/private": {"auth": base64.b64encode(":".join(USER).encode()).decode()}}
     legacy_cfg = base64.b64encode(json.dumps(legacy).encode()).decode()
     wrong = base64.b64encode(docker_config_json("other.example:5000", USER).encode()).decode()
+    # the way a user makes one: kubectl writes the dockerconfigjson
+    cluster.kubectl("create", "secret", "docker-registry", "regcred", f"--docker-server={reg.host}",
+                    f"--docker-username={USER[0]}", f"--docker-password={USER[1]}")  # fmt: skip
+    assert cluster.json("get", "secret", "regcred")["type"] == "kubernetes.io/dockerconfigjson"
     cluster.apply(
         f"""
-apiVersion: v1
-kind: Secret
-metadata: {{name: regcred}}
-type: kubernetes.io/dockerconfigjson
-data: {{.dockerconfigjson: {cfg}}}
----
 apiVersion: v1
 kind: Secret
 metadata: {{name: legacy-regcred}}
