@@ -1,12 +1,16 @@
 """spec.hostNetwork on real Podman through kubectl: the pod shares the node's network and
-hostname, its IP is the node's, and ClusterFirstWithHostNet still resolves through cluster DNS."""
+hostname, its IP is the node's, ClusterFirstWithHostNet still resolves through cluster DNS, and
+port-forward reaches it on the node's loopback."""
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
 import urllib.request
 
 import pytest
+from support.cluster import KUBECTL
 
 from .nodes import BUSYBOX, Cluster
 
@@ -58,6 +62,23 @@ spec:
     assert "nameserver 10.43.0.10" in resolv and "search default.svc.cluster.local" in resolv, resolv
     env = cluster.kubectl("exec", "hostweb", "--", "env").stdout.splitlines()
     assert f"POD_IP={status['hostIP']}" in env
+    # port-forward reaches the pod on the node's own loopback
+    server = cluster.server
+    proc = subprocess.Popen(
+        [KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(server.cache_dir),
+         "port-forward", "hostweb", f":{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.match(rf"Forwarding from 127\.0\.0\.1:(\d+) -> {port}", first)
+        assert match, first
+        with urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/index.html", timeout=10) as response:
+            assert "Hello from kybern" in response.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
     cluster.kubectl("delete", "pod", "hostweb", "--wait=true", timeout=60)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5)
