@@ -297,13 +297,13 @@ class PodmanRuntime:
                 raise ImagePullError(
                     "ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never'
                 )
-        host = _registry_host(image)
-        params = {
-            "reference": image,
-            "policy": "always",
-            "compatMode": False,
-            "tlsVerify": not (host and host.split(":")[0] in self.config.insecure_registries),
-        }
+        host, _, port = _registry_host(image).rpartition(":")
+        host = host if port.isdigit() else _registry_host(image)  # "[::1]" has colons too
+        params: dict[str, Any] = {"reference": image, "policy": "always", "compatMode": False}
+        if host and host in self.config.insecure_registries:
+            # loopback registries speak plain HTTP, as Docker allows them to; for the others an
+            # explicit tlsVerify would override registries.conf's `insecure`, so none is sent
+            params["tlsVerify"] = False
 
         def pull() -> str:
             try:

@@ -103,8 +103,10 @@ def _wait_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> No
 
 
 @contextmanager
-def running_registry(base: Path, user: tuple[str, str] | None = None) -> Iterator[Registry]:
-    """``docker-registry serve`` on 127.0.0.1:FREE_PORT with storage under ``base``."""
+def running_registry(
+    base: Path, user: tuple[str, str] | None = None, address: str = "127.0.0.1"
+) -> Iterator[Registry]:
+    """``docker-registry serve`` on ADDRESS:FREE_PORT with storage under ``base``."""
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     auth = ""
@@ -116,15 +118,15 @@ def running_registry(base: Path, user: tuple[str, str] | None = None) -> Iterato
     config.write_text(
         "version: 0.1\nlog: {level: warn}\n"
         f"storage: {{filesystem: {{rootdirectory: {base / 'storage'}}}, delete: {{enabled: true}}}}\n"
-        f"http: {{addr: '127.0.0.1:{port}', secret: {uuid.uuid4().hex}}}\n" + auth
+        f"http: {{addr: '{address}:{port}', secret: {uuid.uuid4().hex}}}\n" + auth
     )
     log = base / "registry.log"
     with open(log, "ab") as out:
         process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
-    registry = Registry(f"127.0.0.1:{port}", process, log, user)
+    registry = Registry(f"{address}:{port}", process, log, user)
     try:
-        _wait_answering(f"http://127.0.0.1:{port}/v2/", process, log)
+        _wait_answering(f"http://{address}:{port}/v2/", process, log)
         yield registry
     finally:
         process.terminate()
