@@ -250,7 +250,10 @@ async def change_latency(api, proxier, ips: list[str], spare: str, n: int) -> No
         )
 
 
-async def nftables_runs(args: argparse.Namespace, server, api, hosts: list[Host], spare: Host) -> None:  # type: ignore[no-untyped-def]
+async def runs(args: argparse.Namespace, server, api, hosts: list[Host], spare: Host, other: Host) -> None:  # type: ignore[no-untyped-def]
+    """nftables against ``hosts``, then userspace against ``other``: the userspace proxy's
+    connections leave from the bridge address, as the masqueraded ones did, and would meet
+    their TIME_WAIT sockets (other timestamps: PAWS drops) on the same endpoint for 60 s."""
     svc = await make_service(api, "bench")
     cip = svc["spec"]["clusterIP"]
     node = f"bench{int(time.time()) % 100000}"
@@ -273,7 +276,7 @@ async def nftables_runs(args: argparse.Namespace, server, api, hosts: list[Host]
     finally:
         await proxier.stop()
     if not args.skip_userspace:
-        await set_endpoints(api, "bench", [hosts[0].ip])
+        await set_endpoints(api, "bench", [other.ip])
         iface = f"kpb{node[-6:]}"
         us = UserspaceProxier(client_for(server), interface=iface, node_ports=False)
         await us.start()
@@ -281,9 +284,9 @@ async def nftables_runs(args: argparse.Namespace, server, api, hosts: list[Host]
             await us.wait_until(
                 lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
             )
-            await compare("userspace", cip, hosts[:1], args.seconds, args.rounds)
-            await interleaved("userspace", cip, hosts[:1], args.requests)
-            await change_latency(api, us, [hosts[0].ip], spare.ip, min(args.changes, 30))
+            await compare("userspace", cip, [other], args.seconds, args.rounds)
+            await interleaved("userspace", cip, [other], args.requests)
+            await change_latency(api, us, [other.ip], spare.ip, min(args.changes, 30))
         finally:
             await us.stop()
             sh("ip", "link", "del", iface, check=False)
@@ -294,12 +297,13 @@ async def main_async(args: argparse.Namespace, server) -> None:  # type: ignore[
     net = Topology().open()
     try:
         hosts = [net.add_host(serve=False) for _ in range(max(1, args.endpoints))]
-        for host in hosts:
+        other = net.add_host(serve=False)
+        for host in [*hosts, other]:
             serve(host)
         spare = net.add_host(serve=False)
         api = client_for(server)
         try:
-            await nftables_runs(args, server, api, hosts, spare)
+            await runs(args, server, api, hosts, spare, other)
         finally:
             await api.close()
     finally:
