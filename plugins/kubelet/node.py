@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kybern.client import ApiClient, ApiError
 from kybern.plugins.kubelet.backoff import Backoff
 from kybern.plugins.kubelet.dns import DEFAULT_CLUSTER_DNS, DEFAULT_CLUSTER_DOMAIN
-from kybern.plugins.kubelet.events import EventRecorder
+from kybern.plugins.kubelet.events import EventRecorder, pod_ref
 from kybern.plugins.kubelet.nodeinfo import (
     KUBELET_PORT,
     NodeResources,
@@ -174,7 +174,14 @@ class NodeAgent:
     async def pull_image(self, pod: dict[str, Any], image: str, policy: PullPolicy) -> ImageRef:
         """Pull for ``pod``: with each matching credential of its imagePullSecrets (and its
         ServiceAccount's) in turn until one works, anonymously when none matches."""
-        credentials = await pod_credentials(self.cache, pod, image)
+        missing: list[str] = []
+        credentials = await pod_credentials(self.cache, pod, image, missing)
+        if missing:  # the kubelet's warning, word for word
+            self.events.emit(
+                self.name, pod_ref(pod), "Warning", "FailedToRetrieveImagePullSecret",
+                f"Unable to retrieve some image pull secrets ({', '.join(missing)}); "
+                "attempting to pull the image may not succeed.",
+            )  # fmt: skip
         if not credentials:
             ref = await self.runtime.pull_image(image, policy=policy)
         else:

@@ -143,10 +143,12 @@ def matching(credentials: list[Credential], image: str) -> list[Credential]:
     return unique
 
 
-async def pod_credentials(source: SecretSource, pod: dict[str, Any], image: str) -> list[Credential]:
+async def pod_credentials(
+    source: SecretSource, pod: dict[str, Any], image: str, missing: list[str] | None = None
+) -> list[Credential]:
     """Credentials to try for ``image``: the pod's imagePullSecrets, then its ServiceAccount's.
-    A secret that is missing or cannot be read is skipped, as the kubelet does (the pull then
-    may fail unauthorised, and is retried with back-off)."""
+    A secret that is missing or cannot be read is skipped (its name goes to ``missing``), as
+    the kubelet does: the pull then may fail unauthorised, and is retried with back-off."""
     spec = pod.get("spec") or {}
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
 
@@ -167,6 +169,8 @@ async def pod_credentials(source: SecretSource, pod: dict[str, Any], image: str)
         secret = await read("secrets", name)
         if secret is None:
             log.debug("imagePullSecret {}/{} not found; skipped", namespace, name)
+            if missing is not None:
+                missing.append(name)
             continue
         credentials += credentials_of(secret)
     return matching(credentials, image)

@@ -161,7 +161,7 @@ imagePullSecrets: [{{name: legacy-regcred}}]
 """
     )
     cluster.apply(
-        pod("anonymous", image, "Always", "  imagePullSecrets: [{name: elsewhere}]")
+        pod("anonymous", image, "Always", "  imagePullSecrets: [{name: elsewhere}, {name: no-such-secret}]")
         + pod("with-secret", image, "Always", "  imagePullSecrets: [{name: regcred}]")
         + pod("with-account", image, "Always", "  serviceAccountName: puller")
     )
@@ -178,6 +178,10 @@ imagePullSecrets: [{{name: legacy-regcred}}]
     assert any("unauthorized" in m or "authentication required" in m for m in failed), failed
     state = (cluster.container_status("anonymous").get("state") or {}).get("waiting") or {}
     assert state.get("reason") in ("ErrImagePull", "ImagePullBackOff")
+    unretrieved = "Unable to retrieve some image pull secrets (no-such-secret); attempting to pull the image"
+    assert ("Warning", "FailedToRetrieveImagePullSecret", unretrieved + " may not succeed.") in reasons(
+        cluster, "anonymous"
+    )
     # the password reaches Podman, never the logs (kybern's, or the Podman service's it started)
     logs = [cluster.server.log_path, cluster.nodes[0].data_dir / "podman" / "service.log"]
     for path in logs:

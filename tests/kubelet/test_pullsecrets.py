@@ -112,6 +112,8 @@ def test_pod_secrets_come_before_the_service_account_ones_and_unreadable_ones_ar
         "metadata": {"namespace": "team"},
         "spec": {"serviceAccountName": "builder", "imagePullSecrets": refs},
     }
-    found = asyncio.run(pod_credentials(source, pod, "r.example/app:1"))
+    missing: list[str] = []
+    found = asyncio.run(pod_credentials(source, pod, "r.example/app:1", missing))
     assert [c.username for c in found] == ["pod", "account"]
+    assert missing == ["absent", "forbidden", "gone"]
     assert asyncio.run(pod_credentials(source, pod, "elsewhere.example/app:1")) == []
