@@ -166,6 +166,10 @@ _PG_LOCK = sa.text(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}), pg_notify('
 _SQLITE_LATEST = (
     "SELECT id, created, deleted, create_revision, value FROM kv WHERE name = ? ORDER BY id DESC LIMIT 1"
 )
+_SQLITE_REVISIONS = (
+    "SELECT coalesce((SELECT max(id) FROM kv), 0), "
+    f"(SELECT value FROM kv_meta WHERE name = '{COMPACT_REVISION}')"
+)
 _SQLITE_INSERT = (
     "INSERT INTO kv (name, created, deleted, create_revision, prev_revision, value, old_value) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -397,6 +401,32 @@ class SqlStore:
                 raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
         return rev, row
 
+    def _sqlite_latest(self, key: str) -> Any:
+        """The newest row of ``key`` (id, created, deleted, create_revision, value) or None."""
+        return self._sqlite_one(_SQLITE_LATEST, (key,))
+
+    def _sqlite_one(self, statement: str, params: tuple[Any, ...]) -> Any:
+        """The first row of one read-only statement on the writer's DBAPI connection (SQLite;
+        see :meth:`_sqlite_write`): a single statement reads one snapshot without a
+        transaction, and that connection sees every commit."""
+        if self._closed:
+            raise StoreError("store is closed")
+        with self._local_write_lock:
+            try:
+                raw = self._raw_writer
+                if raw is None:
+                    raw = self._raw_writer = self._writer.raw_connection()
+                cur = raw.cursor()
+                try:
+                    return cur.execute(statement, params).fetchone()
+                finally:
+                    cur.close()
+            except sqlite3.Error as exc:
+                if self._raw_writer is not None:
+                    self._raw_writer.invalidate()
+                    self._raw_writer = None
+                raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
+
     @staticmethod
     def _live(key: str, row: Any, expected: int | None) -> Any:
         """The latest row of a key that must exist (at ``expected``, when given)."""
@@ -517,6 +547,15 @@ class SqlStore:
     def get(self, key: str, revision: int | None = None) -> KeyValue | None:
         """The live value now, or at ``revision`` (None or 0 mean now)."""
 
+        if not revision and not self._pg:
+            # one statement needs no transaction: it reads one snapshot on its own, and the
+            # writer's DBAPI connection sees every commit (a read-modify-write reads here)
+            latest = self._sqlite_latest(key)
+            if latest is None or latest[2]:
+                return None
+            rev, created, _, create_rev, value = latest
+            return KeyValue(key, bytes(value or b""), rev, rev if created else create_rev)
+
         def body(conn: sa.Connection) -> Any:
             if revision:
                 self._check_revision(conn, revision)
@@ -574,6 +613,9 @@ class SqlStore:
         return int(self._read_tx(lambda conn: conn.execute(_COUNT, params).scalar_one()))
 
     def current_revision(self) -> int:
+        if not self._pg:  # asked before every list: one statement on the writer's connection
+            newest, compacted = self._sqlite_one(_SQLITE_REVISIONS, ())
+            return max(int(newest), int(compacted))
         return self._read_tx(self._revisions)[0]
 
     def compacted_revision(self) -> int:
