@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
+from conftest import Cluster
 from kybern.plugins.apiserver.metrics import (
     get_metrics,
     metrics_handler,
@@ -141,3 +142,32 @@ def test_middleware_and_exposition() -> None:
 def test_no_created_series() -> None:
     first, _ = asyncio.run(_scrape_after_requests())
     assert not [name for name, _ in first if name.endswith("_created")]
+
+
+def test_real_server_counts_requests(cluster: Cluster) -> None:
+    """The API server instruments requests itself (no middleware): what kubectl sends is
+    counted with kube's labels, /cacerts stays outside authentication."""
+    ns = cluster.namespace()
+    for i in range(3):
+        cluster.kubectl("-n", ns, "create", "configmap", f"m{i}", "--from-literal=a=b")
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    samples = {
+        (f.name + s.name[len(f.name) :], tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    created = [
+        v
+        for (name, labels), v in samples.items()
+        if name == "apiserver_request_total"
+        and dict(labels).get("verb") == "POST"
+        and dict(labels).get("resource") == "configmaps"
+        and dict(labels).get("code") == "201"
+    ]
+    assert created and created[0] >= 3
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=cluster.ca_file)
+    with urllib.request.urlopen(cluster.url + "/cacerts", context=ctx, timeout=10) as r:
+        assert b"BEGIN CERTIFICATE" in r.read()
