@@ -16,8 +16,11 @@ Method (what made earlier figures unfair to the ClusterIP):
 - Both paths reach the same endpoints: the direct client picks one at random per connection.
 - The endpoints' listen overflows and PAWS drops, and the client's SYN retransmits, are
   printed per comparison: non-zero values mean stalls, not proxy cost.
+- Each comparison runs from the host (ClusterIP traffic masqueraded) and from two client
+  pods in the cluster CIDR (DNAT only), one for each path (see ``compare``).
+- Rounds are short (0.5 s) and many: the median of per-pair ratios is what to read.
 
-    sudo .venv/bin/python tests/benchmarks/bench_proxy.py [--seconds 1] [--rounds 10] [--changes 100]
+    sudo .venv/bin/python tests/benchmarks/bench_proxy.py [--seconds 0.5] [--rounds 20] [--changes 100]
 """
 
 from __future__ import annotations
@@ -33,17 +36,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 from kybern.plugins.proxy.proxier import NftablesProxier  # noqa: E402
 from kybern.plugins.proxy.userspace.proxier import UserspaceProxier  # noqa: E402
 from proxy.helpers import client_for, make_service, set_endpoints  # noqa: E402
 from proxy.nettopo import HTTP_PORT, Host, Topology, nft_problem, sh, wait_http  # noqa: E402
+from proxyload import CONCURRENCY, Target, one_request, rate  # noqa: E402
 from support.cluster import running_server  # noqa: E402
 
-CONCURRENCY = 16
 #: the endpoints' server: accept, read the request, answer the namespace's name, close; forks
 #: WORKERS processes on one socket (each dies with its parent)
 SERVER = r"""
@@ -69,8 +73,8 @@ while True:
     conn.close()
 """
 WORKERS = 2
-
-Target = tuple[str, int]
+#: the load generator, run inside a pod's namespace for the in-cluster comparison
+LOAD = Path(__file__).resolve().parent / "proxyload.py"
 
 
 def serve(host: Host) -> None:
@@ -92,44 +96,6 @@ def serve(host: Host) -> None:
     )
     host.extra.append(proc)
     wait_http(f"http://{host.ip}:{HTTP_PORT}/")
-
-
-async def _one(target: Target, local: str | None = None) -> bool:
-    try:
-        reader, writer = await asyncio.open_connection(*target, local_addr=(local, 0) if local else None)
-    except OSError:
-        return False
-    try:
-        writer.write(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
-        await writer.drain()
-        data = await reader.read()
-        return data.startswith(b"HTTP/1.") and b" 200 " in data[:20]
-    except OSError:
-        return False
-    finally:
-        writer.close()
-
-
-async def rate(targets: list[Target], seconds: float, local: str | None = None) -> float:
-    """Completed requests per second with CONCURRENCY clients, a new connection each, to a
-    target chosen at random per connection."""
-    done = 0
-    errors = 0
-    deadline = time.monotonic() + seconds
-
-    async def worker() -> None:
-        nonlocal done, errors
-        while time.monotonic() < deadline:
-            if await _one(random.choice(targets), local):
-                done += 1
-            else:
-                errors += 1
-
-    start = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    if errors:
-        print(f"  ({errors} failed requests to {targets})")
-    return done / (time.monotonic() - start)
 
 
 def source_for(ip: str) -> str | None:
@@ -174,27 +140,61 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def compare(label: str, cip: str, hosts: list[Host], seconds: float, rounds: int) -> None:
+async def rate_in(pod: Host, targets: list[Target], seconds: float) -> float:
+    """``rate`` measured by a client process inside the pod's namespace."""
+    spec = ",".join(f"{ip}:{port}" for ip, port in targets)
+    proc = await asyncio.create_subprocess_exec(
+        "ip", "netns", "exec", pod.name, sys.executable, str(LOAD), spec, str(seconds),
+        stdout=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    try:
+        return float(out.decode().split()[-1])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+async def compare(
+    label: str,
+    cip: str,
+    hosts: list[Host],
+    seconds: float,
+    rounds: int,
+    pods: tuple[Host, Host] | None = None,
+) -> None:
     """Short rounds, direct and ClusterIP back to back (order swapped every pair): on a loaded
-    machine the per-pair ratio is steadier than a ratio of totals."""
+    machine the per-pair ratio is steadier than a ratio of totals.
+
+    From the host unless ``pods`` (two client namespaces in the cluster CIDR, so nothing is
+    masqueraded): the first sends the direct requests, the second the ClusterIP ones. One pod
+    doing both would reuse its source ports towards the endpoint with other timestamps
+    (PAWS drops again)."""
     endpoints = [(h.ip, HTTP_PORT) for h in hosts]
     local = source_for(cip)
+
+    async def measure_direct() -> float:
+        return await (rate_in(pods[0], endpoints, seconds) if pods else rate(endpoints, seconds, local))
+
+    async def measure_via() -> float:
+        return await (rate_in(pods[1], [(cip, 80)], seconds) if pods else rate([(cip, 80)], seconds))
+
     direct, via, ratios = [], [], []
     stalls = Stalls(hosts)
     for i in range(rounds):
         if i % 2:
-            v = await rate([(cip, 80)], seconds)
-            d = await rate(endpoints, seconds, local)
+            v = await measure_via()
+            d = await measure_direct()
         else:
-            d = await rate(endpoints, seconds, local)
-            v = await rate([(cip, 80)], seconds)
+            d = await measure_direct()
+            v = await measure_via()
         direct.append(d)
         via.append(v)
         ratios.append(v / d if d else 0.0)
     d, v = statistics.median(direct), statistics.median(via)
+    where = "in pods" if pods else "on the host"
     print(
-        f"{label}, {len(hosts)} endpoint(s), {CONCURRENCY} clients: direct {d:.0f} req/s, via ClusterIP "
-        f"{v:.0f} req/s (medians of {rounds} rounds); ratio of medians {v / d:.3f}, "
+        f"{label}, {len(hosts)} endpoint(s), {CONCURRENCY} clients {where}: direct {d:.0f} req/s, "
+        f"via ClusterIP {v:.0f} req/s (medians of {rounds} rounds); ratio of medians {v / d:.3f}, "
         f"median per-pair ratio {statistics.median(ratios):.3f}"
     )
     print(f"  rounds direct {[round(x) for x in direct]}\n  rounds via    {[round(x) for x in via]}")
@@ -211,9 +211,9 @@ async def interleaved(label: str, cip: str, hosts: list[Host], n: int) -> None:
     for i in range(2 * n):
         t0 = time.perf_counter()
         if i % 2 == 0:
-            if await _one(random.choice(endpoints), local):
+            if await one_request(random.choice(endpoints), local):
                 direct.append(time.perf_counter() - t0)
-        elif await _one((cip, 80)):
+        elif await one_request((cip, 80)):
             via.append(time.perf_counter() - t0)
     d, v = statistics.median(direct), statistics.median(via)
     print(
@@ -250,14 +250,28 @@ async def change_latency(api, proxier, ips: list[str], spare: str, n: int) -> No
         )
 
 
-async def runs(args: argparse.Namespace, server, api, hosts: list[Host], spare: Host, other: Host) -> None:  # type: ignore[no-untyped-def]
+@dataclass
+class Net:
+    """The benchmark's namespaces: endpoints, the userspace run's endpoint, a spare address for
+    the endpoint changes, two client pods, and the CIDR they are all in (the cluster's)."""
+
+    hosts: list[Host]
+    other: Host
+    spare: Host
+    pods: tuple[Host, Host]
+    cidr: str
+
+
+async def runs(args: argparse.Namespace, server, api, net: Net) -> None:  # type: ignore[no-untyped-def]
     """nftables against ``hosts``, then userspace against ``other``: the userspace proxy's
     connections leave from the bridge address, as the masqueraded ones did, and would meet
     their TIME_WAIT sockets (other timestamps: PAWS drops) on the same endpoint for 60 s."""
+    hosts, other, spare = net.hosts, net.other, net.spare
     svc = await make_service(api, "bench")
     cip = svc["spec"]["clusterIP"]
     node = f"bench{int(time.time()) % 100000}"
-    proxier = NftablesProxier(client_for(server), node, manage_routes=False)
+    # the pods' CIDR is the cluster's: pod traffic is DNATed only; the host's is masqueraded
+    proxier = NftablesProxier(client_for(server), node, manage_routes=False, cluster_cidr=net.cidr)
     await proxier.start()
     try:
         for count in sorted({1, args.endpoints}):
@@ -271,6 +285,7 @@ async def runs(args: argparse.Namespace, server, api, hosts: list[Host], spare: 
                 10,
             )
             await compare("nftables", cip, chosen, args.seconds, args.rounds)
+            await compare("nftables", cip, chosen, args.seconds, args.rounds, net.pods)
             await interleaved("nftables", cip, chosen, args.requests)
         await change_latency(api, proxier, [h.ip for h in hosts[:1]], spare.ip, args.changes)
     finally:
@@ -294,26 +309,28 @@ async def runs(args: argparse.Namespace, server, api, hosts: list[Host], spare: 
 
 
 async def main_async(args: argparse.Namespace, server) -> None:  # type: ignore[no-untyped-def]
-    net = Topology().open()
+    topo = Topology().open()
     try:
-        hosts = [net.add_host(serve=False) for _ in range(max(1, args.endpoints))]
-        other = net.add_host(serve=False)
+        hosts = [topo.add_host(serve=False) for _ in range(max(1, args.endpoints))]
+        other = topo.add_host(serve=False)
         for host in [*hosts, other]:
             serve(host)
-        spare = net.add_host(serve=False)
+        spare = topo.add_host(serve=False)
+        pods = (topo.add_host(serve=False), topo.add_host(serve=False))
+        net = Net(hosts, other, spare, pods, f"{topo.gateway.rpartition('.')[0]}.0/24")
         api = client_for(server)
         try:
-            await runs(args, server, api, hosts, spare, other)
+            await runs(args, server, api, net)
         finally:
             await api.close()
     finally:
-        net.close()
+        topo.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of one measuring round")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=0.5, help="length of one measuring round")
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--requests", type=int, default=1000, help="requests per path, interleaved run")
     parser.add_argument("--changes", type=int, default=100, help="endpoint changes to time")
     parser.add_argument("--endpoints", type=int, default=3, help="also compare with this many endpoints")
