@@ -731,7 +731,7 @@ def _track_create(
 
 _MISSING: Any = object()
 _CREATE_FIELDS: dict[tuple[str, str, Any], dict[str, Any] | None] = {}
-_CREATE_FIELDS_MAX = 4096
+_CREATE_FIELDS_MAX = 1024  # keys hold list contents in full: keep the memory bounded
 
 
 def _shape(value: Any) -> Any:
