@@ -100,6 +100,7 @@ def allowed(user: str) -> bool:
 
 
 async def handle(srv: ApiServer, info: RequestInfo) -> web.Response:
+    """POST of a review: answered at once and never stored, so no other verb exists (405)."""
     rt = info.rt
     request = info.request
     if info.target.name is not None or info.target.subresource:
