@@ -129,7 +129,8 @@ class SandboxSpec:
     hostname: str = ""
     dns: DnsConfig | None = None
     port_mappings: list[PortMapping] = field(default_factory=list)
-    #: runtime network to attach to; None means the runtime's default pod network
+    #: runtime network to attach to; None means the runtime's default pod network and
+    #: ``"host"`` the host's own network namespace (``spec.hostNetwork``)
     network: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     cgroup_parent: str | None = None
@@ -364,7 +365,12 @@ class ContainerRuntime(Protocol):
         ...
 
     async def exec(self, id: str, cmd: list[str], stdin: bool = False, tty: bool = False) -> ExecSession:
-        """``kubectl exec``/``attach``-style interactive sessions."""
+        """``kubectl exec``: an interactive session running a new process.
+
+        ``kubectl attach`` needs the container's main process instead; a runtime that can
+        do it adds ``async def attach(self, id: str, stdin: bool = False) -> ExecSession``.
+        It stays outside this protocol because not every runtime can (the streaming server
+        answers 501 without it), as CRI's Attach is optional for a runtime."""
         ...
 
     async def exec_sync(self, id: str, cmd: list[str], timeout: float | None = None) -> tuple[int, bytes]:
