@@ -201,6 +201,34 @@ async def compare(
     print(f"  stalls: {stalls.report()}")
 
 
+async def mixed(label: str, cip: str, hosts: list[Host], seconds: float) -> None:
+    """CONCURRENCY clients on the host, each alternating a direct and a ClusterIP request, so
+    both paths live through the same moments of machine load. With all clients on one path
+    its throughput would be CONCURRENCY / mean latency (Little's law): the ratio of the mean
+    latencies is the throughput ratio, without the drift between rounds."""
+    endpoints = [(h.ip, HTTP_PORT) for h in hosts]
+    local = source_for(cip)
+    latencies: dict[bool, list[float]] = {False: [], True: []}
+    deadline = time.monotonic() + seconds
+    stalls = Stalls(hosts)
+
+    async def worker(via: bool) -> None:
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            if await one_request((cip, 80) if via else random.choice(endpoints), None if via else local):
+                latencies[via].append(time.perf_counter() - t0)
+            via = not via
+
+    await asyncio.gather(*(worker(i % 2 == 1) for i in range(CONCURRENCY)))
+    d, v = statistics.fmean(latencies[False]), statistics.fmean(latencies[True])
+    print(
+        f"{label}, {len(hosts)} endpoint(s), {CONCURRENCY} clients on the host each alternating "
+        f"({len(latencies[False])} + {len(latencies[True])} requests): mean latency direct {d * 1e6:.0f} us, "
+        f"via ClusterIP {v * 1e6:.0f} us; throughput ratio {d / v:.3f}"
+    )
+    print(f"  stalls: {stalls.report()}")
+
+
 async def interleaved(label: str, cip: str, hosts: list[Host], n: int) -> None:
     """One client, requests alternating direct / ClusterIP: load drift hits both equally, so
     the ratio of median latencies is the steadiest figure on a busy machine."""
@@ -286,6 +314,7 @@ async def runs(args: argparse.Namespace, server, api, net: Net) -> None:  # type
             )
             await compare("nftables", cip, chosen, args.seconds, args.rounds)
             await compare("nftables", cip, chosen, args.seconds, args.rounds, net.pods)
+            await mixed("nftables", cip, chosen, args.seconds * args.rounds)
             await interleaved("nftables", cip, chosen, args.requests)
         await change_latency(api, proxier, [h.ip for h in hosts[:1]], spare.ip, args.changes)
     finally:
@@ -300,6 +329,7 @@ async def runs(args: argparse.Namespace, server, api, net: Net) -> None:  # type
                 lambda s: any(st.port.name == "bench" and st.endpoints for st in s.values()), 10
             )
             await compare("userspace", cip, [other], args.seconds, args.rounds)
+            await mixed("userspace", cip, [other], args.seconds * args.rounds)
             await interleaved("userspace", cip, [other], args.requests)
             await change_latency(api, us, [other.ip], spare.ip, min(args.changes, 30))
         finally:
