@@ -115,7 +115,8 @@ def counters(run: Callable[..., subprocess.CompletedProcess[str]]) -> dict[str, 
 
 
 class Stalls:
-    """Listen overflows and PAWS drops at the endpoints, SYN retransmits at the client."""
+    """Listen overflows and PAWS drops at the endpoints; SYN retransmits of the whole host (its
+    counter includes whatever else runs there, so read it with the other two)."""
 
     def __init__(self, hosts: list[Host]) -> None:
         self.hosts = hosts
@@ -127,7 +128,7 @@ class Stalls:
             c = counters(host.run)
             total["listen overflows"] += c.get("TcpExtListenOverflows", 0)
             total["PAWS drops"] += c.get("TcpExtPAWSTimewait", 0)
-        total["SYN retransmits"] = counters(sh).get("TcpExtTCPSynRetrans", 0)
+        total["host SYN retransmits"] = counters(sh).get("TcpExtTCPSynRetrans", 0)
         return dict(total)
 
     def report(self) -> str:
