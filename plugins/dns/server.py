@@ -3,9 +3,9 @@
 A question goes, in order, to plugins (hook ``kybern_dns_records``), to the cluster zone
 (authoritative: NXDOMAIN/NODATA carry the zone's SOA so resolvers cache the miss for the TTL),
 and otherwise to the host's resolvers. Cluster answers are built synchronously in the datagram
-callback; only forwarding needs a task. An ExternalName Service's CNAME to a name outside the
-zone is followed through the upstreams, as CoreDNS does, so that stub resolvers which do not
-chase CNAMEs themselves (musl, busybox) still get the addresses.
+callback; only forwarding needs a task. An ExternalName Service's CNAME is followed, as
+CoreDNS does, in the zone or through the upstreams, so that stub resolvers which do not chase
+CNAMEs themselves (musl, busybox) still get the addresses.
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ class DnsServer:
             response.answer.append(self.soa if qtype == "SOA" else self.ns)
             return response
         _add(response.answer, answer.records)
+        self._follow_in_zone(response, qtype)
         _add(response.additional, answer.additional)
         if answer.rcode == "NXDOMAIN":
             response.set_rcode(dns.rcode.NXDOMAIN)
@@ -173,6 +174,20 @@ class DnsServer:
             if q.name.is_subdomain(self.origin):
                 response.authority.append(self.soa)
         return response
+
+    def _follow_in_zone(self, response: dns.message.Message, qtype: str) -> None:
+        """A CNAME to another cluster name (an ExternalName naming a Service) comes with that
+        name's records, as CoreDNS answers it. One step only: ExternalNames naming each other
+        cannot loop."""
+        if qtype in ("CNAME", "ANY") or not response.answer:
+            return
+        last = response.answer[-1]
+        if last.rdtype != dns.rdatatype.CNAME:
+            return
+        target: dns.name.Name = last[0].target
+        if target.is_subdomain(self.origin):
+            name = target.to_text(omit_final_dot=True).lower()
+            _add(response.answer, self.zone.lookup(name, qtype).records)
 
     async def forward(self, query: dns.message.Message, tcp: bool) -> dns.message.Message:
         for host, port in self.upstreams:

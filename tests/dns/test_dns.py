@@ -85,6 +85,16 @@ async def _populate(server: Server) -> dict[str, Any]:
             },
             NS,
         )
+        await client.create(
+            "services",
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "alias"},
+                "spec": {"type": "ExternalName", "externalName": f"web.{NS}.svc.cluster.local"},
+            },
+            NS,
+        )
         container = {"name": "c", "image": "registry.invalid/x:1"}
         for i, (ip, ready) in enumerate([("10.42.5.1", True), ("10.42.5.2", True), ("10.42.5.3", False)]):
             body = {
@@ -178,6 +188,10 @@ def test_headless_hostnames_pods_and_ptr(cluster: tuple[Server, int, dict]) -> N
         assert values(external, "CNAME") == ["example.org."]
         assert values(external, "A") == ["192.0.2.7"]
     assert values(query(port, f"ext.{NS}.svc.cluster.local", "CNAME")) == ["example.org."]
+    # an ExternalName naming a Service: the CNAME and the Service's ClusterIP, from the zone
+    alias = query(port, f"alias.{NS}.svc.cluster.local", "A")
+    assert values(alias, "CNAME") == [f"web.{NS}.svc.cluster.local."]
+    assert values(alias, "A") == [info["web_ip"]]
 
 
 @pytest.mark.parametrize("tcp", [False, True])
