@@ -1,6 +1,7 @@
 """How much the Podman runtime asks of the Podman service on the paths that run often: a new
-sandbox, an existing one, and the node status check. Real Podman (isolated, see podman_env);
-the REST calls are counted by wrapping the runtime's one call method, nothing is faked.
+sandbox, an existing one, the node status check and the relist's node-wide listing. Real
+Podman (isolated, see podman_env); the REST calls are counted by wrapping the runtime's one
+call method, nothing is faked.
 """
 
 from __future__ import annotations
@@ -9,9 +10,13 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from kybern.runtime import ContainerSpec
 from kybern.runtimes.podman.runtime import PodmanRuntime
 
-from .podman_env import podman_cli, sandbox_spec
+from .podman_env import BUSYBOX, podman_cli, run_container, sandbox_spec, wait_exited
+
+SLEEPER = ContainerSpec(name="app", image=BUSYBOX, command=["sleep", "3600"])
+SLEEPER_2 = ContainerSpec(name="sidecar", image=BUSYBOX, command=["sleep", "3600"])
 
 
 @pytest.fixture
@@ -80,5 +85,35 @@ def test_status_reads_info_once_then_pings(runtime: PodmanRuntime, calls: list[t
         for _ in range(3):
             assert (await runtime.status()).ok
         assert calls == [("GET", "/_ping")] * 3
+
+    asyncio.run(main())
+
+
+def test_node_listing_is_reused_until_something_changes(
+    runtime: PodmanRuntime, calls: list[tuple[str, str]]
+) -> None:
+    async def main() -> None:
+        spec = sandbox_spec("relist")
+        sandbox = await runtime.run_pod_sandbox(spec)
+        cid = await run_container(runtime, sandbox, SLEEPER)
+        [first] = [c for c in await runtime.list_containers() if c.id == cid]
+        assert first.state == "running"
+        calls.clear()
+        # nothing changed: the relist's listing costs the service nothing
+        again = await runtime.list_containers()
+        assert calls == [] and [c.id for c in again if c.id == cid] == [cid]
+        # a container dying behind the runtime's back (conmon's exit file) is seen at once
+        podman_cli(runtime.config, "kill", cid)
+        status = await wait_exited(runtime, spec.uid, "app")
+        assert status.id == cid
+        calls.clear()
+        listed = {c.id: c for c in await runtime.list_containers()}
+        assert ("GET", "/containers/json") in calls and listed[cid].state == "exited"
+        # a change made through the runtime too
+        other = await run_container(runtime, sandbox, SLEEPER_2)
+        calls.clear()
+        assert other in {c.id for c in await runtime.list_containers()}
+        assert ("GET", "/containers/json") in calls
+        await runtime.remove_pod_sandbox(spec.uid)
 
     asyncio.run(main())
