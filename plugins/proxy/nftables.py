@@ -37,12 +37,14 @@ from kybern.plugins.proxy.model import Endpoint, ServiceState
 #: the packet mark bit meaning "masquerade me" (kube-proxy's default)
 MASQ_MARK = 0x4000
 #: Without ``fully-random``: a client that reuses a source port keeps its server-side address
-#: and port, so the endpoint sees that connection's TCP timestamps rising. With random ports,
-#: a new connection often lands on a port whose TIME_WAIT socket at the endpoint belongs to
-#: another client connection (Linux offsets timestamps per connection): the endpoint's PAWS
-#: check drops the SYN and the client waits a 1 s retransmit. bench_proxy.py measured this
-#: for host-to-ClusterIP traffic: with fully-random the request rate fell round by round
-#: (3800 to 530 req/s, ~1100 PAWS rejects in 10 s); without it, none.
+#: and port, so the endpoint sees the same client address and port's TCP timestamps rising.
+#: With random ports, a new connection often lands on a port whose TIME_WAIT socket at the
+#: endpoint belongs to another client address and port, whose timestamps have another offset
+#: (the kernel here, 6.18, offsets them per connection: two connections between the same two
+#: addresses 50 ms apart started ~98 million apart): the endpoint's PAWS check drops the SYN
+#: and the client waits a 1 s retransmit. bench_proxy.py measured this for host-to-ClusterIP
+#: traffic: with fully-random the request rate fell round by round (3800 to 530 req/s, ~1100
+#: PAWS drops in 10 s); without it, none.
 MASQUERADE = "masquerade"
 
 
