@@ -65,6 +65,8 @@ _KINDS: dict[str, list[str]] = {
         "ServiceAccount",
         "PersistentVolume",
         "PersistentVolumeClaim",
+        "ReplicationController",
+        "ComponentStatus",
     ],
     "io.k8s.api.apps.v1.": ["Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "ControllerRevision"],
     "io.k8s.api.batch.v1.": ["Job", "CronJob"],

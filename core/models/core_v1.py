@@ -33,6 +33,9 @@ __all__ = [
     "CinderVolumeSource",
     "ClientIPConfig",
     "ClusterTrustBundleProjection",
+    "ComponentCondition",
+    "ComponentStatus",
+    "ComponentStatusList",
     "ConfigMap",
     "ConfigMapEnvSource",
     "ConfigMapKeySelector",
@@ -159,6 +162,11 @@ __all__ = [
     "QuobyteVolumeSource",
     "RBDPersistentVolumeSource",
     "RBDVolumeSource",
+    "ReplicationController",
+    "ReplicationControllerCondition",
+    "ReplicationControllerList",
+    "ReplicationControllerSpec",
+    "ReplicationControllerStatus",
     "ResourceClaim",
     "ResourceFieldSelector",
     "ResourceHealth",
@@ -368,6 +376,33 @@ class ClusterTrustBundleProjection(msgspec.Struct, kw_only=True, omit_defaults=T
     optional: bool | None = None
     path: str | None = None
     signerName: str | None = None
+
+
+class ComponentCondition(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """Information about the condition of a component."""
+
+    error: str | None = None
+    message: str | None = None
+    status: str | None = None
+    type: str | None = None
+
+
+class ComponentStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """ComponentStatus (and ComponentStatusList) holds the cluster validation info."""
+
+    apiVersion: str | None = None
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    conditions: list[ComponentCondition] | None = None
+
+
+class ComponentStatusList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """Status of all the conditions for the component as a list of ComponentStatus objects."""
+
+    apiVersion: str | None = None
+    kind: str | None = None
+    metadata: ListMeta | None = None
+    items: list[ComponentStatus] | None = None
 
 
 class ConfigMap(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
@@ -1609,6 +1644,57 @@ class RBDVolumeSource(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omi
     readOnly: bool | None = None
     secretRef: LocalObjectReference | None = None
     user: str | None = None
+
+
+class ReplicationController(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """ReplicationController represents the configuration of a replication controller."""
+
+    apiVersion: str | None = None
+    kind: str | None = None
+    metadata: ObjectMeta | None = None
+    spec: ReplicationControllerSpec | None = None
+    status: ReplicationControllerStatus | None = None
+
+
+class ReplicationControllerCondition(
+    msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True
+):
+    """ReplicationControllerCondition describes the state of a replication controller at a certain point."""
+
+    lastTransitionTime: Time | None = None
+    message: str | None = None
+    reason: str | None = None
+    status: str | None = None
+    type: str | None = None
+
+
+class ReplicationControllerList(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """ReplicationControllerList is a collection of replication controllers."""
+
+    apiVersion: str | None = None
+    kind: str | None = None
+    metadata: ListMeta | None = None
+    items: list[ReplicationController] | None = None
+
+
+class ReplicationControllerSpec(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """ReplicationControllerSpec is the specification of a replication controller."""
+
+    minReadySeconds: Int32 | None = None
+    replicas: Int32 | None = None
+    selector: dict[str, str] | None = None
+    template: PodTemplateSpec | None = None
+
+
+class ReplicationControllerStatus(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
+    """ReplicationControllerStatus represents the current status of a replication controller."""
+
+    availableReplicas: Int32 | None = None
+    conditions: list[ReplicationControllerCondition] | None = None
+    fullyLabeledReplicas: Int32 | None = None
+    observedGeneration: int | None = None
+    readyReplicas: Int32 | None = None
+    replicas: Int32 | None = None
 
 
 class ResourceClaim(msgspec.Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from kybern import hookimpl
 from kybern.models import core_v1 as m
-from kybern.plugins.resources import cluster, config, pods, services, storage
+from kybern.plugins.resources import cluster, config, pods, replication, services, storage
 from kybern.plugins.resources.common import dig, json_defaulter, json_row, json_validator
 from kybern.plugins.resources.pod_defaults import default_pod
 from kybern.resources import GroupVersionKind, ResourceType, Subresource
@@ -157,6 +157,9 @@ SERVICE_ACCOUNTS = ResourceType(
     namespaced=True,
     model=m.ServiceAccount,
     short_names=("sa",),
+    subresources=(
+        Subresource("token", WRITE_ONLY, GroupVersionKind("authentication.k8s.io", "v1", "TokenRequest")),
+    ),
     generation_fields=(),
     table_columns=config.SERVICE_ACCOUNT_COLUMNS,
     table_row=json_row(config.service_account_row),
@@ -214,6 +217,25 @@ PERSISTENT_VOLUME_CLAIMS = ResourceType(
     table_row=json_row(storage.pvc_row),
 )
 
+REPLICATION_CONTROLLERS = ResourceType(
+    group="",
+    version="v1",
+    kind="ReplicationController",
+    plural="replicationcontrollers",
+    singular="replicationcontroller",
+    namespaced=True,
+    model=m.ReplicationController,
+    short_names=("rc",),
+    categories=("all",),
+    subresources=(STATUS, Subresource("scale", kind=GroupVersionKind("autoscaling", "v1", "Scale"))),
+    status_subresource=True,
+    default=json_defaulter(replication.default_replication_controller),
+    validate=json_validator(replication.validate_replication_controller),
+    table_columns=replication.REPLICATION_CONTROLLER_COLUMNS,
+    table_row=json_row(replication.replication_controller_row),
+    field_selectors={"status.replicas": lambda rc: str(dig(rc, "status", "replicas", default=0))},
+)
+
 RESOURCES = [
     PODS,
     NODES,
@@ -226,6 +248,7 @@ RESOURCES = [
     EVENTS,
     PERSISTENT_VOLUMES,
     PERSISTENT_VOLUME_CLAIMS,
+    REPLICATION_CONTROLLERS,
 ]
 
 

@@ -29,6 +29,7 @@ EXPECTED = {
     "events": ("Event", "", True, ("ev",), (), set()),
     "persistentvolumes": ("PersistentVolume", "", False, ("pv",), (), {"status"}),
     "persistentvolumeclaims": ("PersistentVolumeClaim", "", True, ("pvc",), (), {"status"}),
+    "replicationcontrollers": ("ReplicationController", "", True, ("rc",), ("all",), {"status", "scale"}),
     "deployments": ("Deployment", "apps", True, ("deploy",), ("all",), {"status", "scale"}),
     "replicasets": ("ReplicaSet", "apps", True, ("rs",), ("all",), {"status", "scale"}),
     "daemonsets": ("DaemonSet", "apps", True, ("ds",), ("all",), {"status"}),
@@ -82,6 +83,7 @@ def test_generation_tracking_follows_kube() -> None:
     assert tracked == {
         "deployments",
         "replicasets",
+        "replicationcontrollers",
         "daemonsets",
         "statefulsets",
         "jobs",
