@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from kybern.labels import Selector, parse_selector
 from kybern.plugins.apiserver import bodies, discovery, errors, reviews
-from kybern.plugins.apiserver.auth import Tokens, authenticate
+from kybern.plugins.apiserver.auth import Tokens, authenticate, bearer_token
 from kybern.plugins.apiserver.cache import WatchCache
 from kybern.plugins.apiserver.registry import Registry
 from kybern.plugins.apiserver.storage import Storage, WriteOptions
@@ -201,6 +201,8 @@ class ApiServer:
         self.storage = Storage(store, self.registry, self.cache, pm, self.run, self.run_key)
         #: see run_key; None when the store wants every call on a worker thread
         self._inline_lock: Any = getattr(store, "inline_lock", None)
+        #: signs and checks service account tokens (satokens.TokenSigner), set by the component
+        self.token_signer: Any = None
         #: the cluster CA (PEM), served unauthenticated at /cacerts when set
         self.ca_pem: bytes | None = None
         self._instrumented: Callable[..., Awaitable[web.StreamResponse]] | None = None
@@ -272,6 +274,19 @@ class ApiServer:
             log.opt(exception=exc).error("{} {} failed: {}", request.method, request.path, exc)
             return status_response(errors.internal(f"{type(exc).__name__}: {exc}"))
 
+    async def _service_account_user(self, request: web.Request, header: str | None) -> str | None:
+        """``system:serviceaccount:NS:NAME`` for a valid service account token (a JWT), else None."""
+        token = bearer_token(header)
+        if token is None or self.token_signer is None or token.count(".") != 2:
+            return None
+        from kybern.plugins.apiserver import satoken_handlers
+
+        ident = await satoken_handlers.authenticate(self, token)
+        if ident is None:
+            return None
+        request[satoken_handlers.USER_INFO_KEY] = ident.user_info()
+        return ident.username
+
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         if len(path) > 1 and path.endswith("/"):
@@ -280,7 +295,10 @@ class ApiServer:
             return await self._health(path, "verbose" in request.query)
         if path == "/version":
             return json_response(discovery.version_info())
-        user = authenticate(request.headers.get("Authorization"), self.tokens)
+        header = request.headers.get("Authorization")
+        user = authenticate(header, self.tokens)
+        if user is None:
+            user = await self._service_account_user(request, header)
         if user is None:
             raise errors.unauthorized()
         if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:

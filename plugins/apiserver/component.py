@@ -115,6 +115,9 @@ class ApiServerComponent:
             srv, host if host != "127.0.0.1" else _advertise_ip(), config.https_port
         )
         srv.ca_pem = pki.ca_pem()
+        from kybern.plugins.apiserver.satokens import TokenSigner, ensure_signing_key
+
+        srv.token_signer = TokenSigner(await asyncio.to_thread(ensure_signing_key, data_dir))
         app = srv.make_app()
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()

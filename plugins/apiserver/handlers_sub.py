@@ -17,6 +17,7 @@ from aiohttp import web
 from kybern.labels import selector_from_dict
 from kybern.plugins.apiserver import bodies, errors, handlers_rest
 from kybern.plugins.apiserver.app import json_response
+from kybern.plugins.apiserver.satoken_handlers import is_token_request, token_request
 from kybern.plugins.apiserver.storage import is_namespace, is_pod, now_rfc3339
 from kybern.resources import FieldError, ResourceType
 
@@ -53,6 +54,8 @@ async def handle(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
         raise errors.method_not_allowed()
     if sub == "scale":
         return await scale(srv, info)
+    if is_token_request(rt, sub):
+        return await token_request(srv, info)
     if is_pod(rt) and sub == "binding":
         if method != "POST":
             raise errors.method_not_allowed()

@@ -4,9 +4,10 @@ kube-apiserver answers them without storing anything: ``SelfSubjectReview``
 (authentication.k8s.io/v1) echoes the requester's user info, ``SelfSubjectAccessReview``
 (authorization.k8s.io/v1) says whether one request would be allowed and
 ``SelfSubjectRulesReview`` lists the rules that apply in a namespace. kybern's identities are
-its two static tokens, and it enforces no authorization beyond authentication: the admin
-(group ``system:masters``, as k3s' admin) and the node agents (``system:nodes``) may do
-anything, so every review answers "allowed", as it must to tell the truth.
+its two static tokens and service account tokens, and it enforces no authorization beyond
+authentication: the admin (group ``system:masters``, as k3s' admin), the node agents
+(``system:nodes``) and every service account may do anything, so every review answers
+"allowed", as it must to tell the truth.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import msgspec
 from aiohttp import web
 from kybern.plugins.apiserver import bodies, errors
 from kybern.plugins.apiserver.auth import ADMIN_USER, NODE_USER
+from kybern.plugins.apiserver.satoken_handlers import USER_INFO_KEY
+from kybern.plugins.apiserver.satokens import service_account_groups, split_username
 from kybern.resources import FieldError, ResourceType
 
 if TYPE_CHECKING:
@@ -31,6 +34,8 @@ USER_GROUPS: dict[str, list[str]] = {
     ADMIN_USER: ["system:masters", "system:authenticated"],
     NODE_USER: ["system:nodes", "system:authenticated"],
 }
+
+SERVICE_ACCOUNT_REASON = "kybern authorizes every request of an authenticated service account"
 
 _ALLOWED_REASON = {
     ADMIN_USER: "",  # kube's privileged-group authorizer gives system:masters no reason text
@@ -91,12 +96,16 @@ def is_review(rt: ResourceType) -> bool:
 
 
 def user_info(user: str) -> dict[str, Any]:
+    sa = split_username(user)
+    if sa is not None:
+        return {"username": user, "groups": service_account_groups(sa[0])}
     return {"username": user, "groups": list(USER_GROUPS.get(user, ["system:authenticated"]))}
 
 
 def allowed(user: str) -> bool:
-    """Whether ``user`` may make any request: true for both token identities (see module doc)."""
-    return user in USER_GROUPS
+    """Whether ``user`` may make any request: true for every authenticated identity, the two
+    static tokens and service accounts alike (see module doc)."""
+    return user in USER_GROUPS or split_username(user) is not None
 
 
 async def handle(srv: ApiServer, info: RequestInfo) -> web.Response:
@@ -115,12 +124,13 @@ async def handle(srv: ApiServer, info: RequestInfo) -> web.Response:
         raise errors.bad_request(f'{rt.kind} in version "v1" cannot be handled as a {rt.kind}: spec')
     user = info.user
     if rt.kind == "SelfSubjectReview":
-        status: dict[str, Any] = {"userInfo": user_info(user)}
+        # a service account's full UserInfo (uid, extra) was made when its token was checked
+        status: dict[str, Any] = {"userInfo": request.get(USER_INFO_KEY) or user_info(user)}
         out: dict[str, Any] = {"metadata": {}, "status": status}
     elif rt.kind == "SelfSubjectAccessReview":
         _validate_access_review(rt, spec)
         status = {"allowed": allowed(user)}
-        reason = _ALLOWED_REASON.get(user, "")
+        reason = _ALLOWED_REASON.get(user, SERVICE_ACCOUNT_REASON if allowed(user) else "")
         if reason:
             status["reason"] = reason
         out = {"metadata": {}, "spec": spec, "status": status}
