@@ -36,6 +36,7 @@ KNOWN_COMPONENTS: tuple[str, ...] = (
 #: or not a plugin providing them is installed; plugins may add more (hook kybern_controllers)
 KNOWN_CONTROLLERS: tuple[str, ...] = (
     "replicaset",
+    "replicationcontroller",
     "deployment",
     "daemonset",
     "job",

@@ -17,7 +17,7 @@ from typing import Any
 from kybern import events, hookimpl
 from kybern.client import ApiError
 from kybern.controllers import ControllerContext, ControllerSpec
-from kybern.labels import selector_from_dict
+from kybern.labels import Selector, selector_from_dict
 from kybern.plugins.controllers import util
 from kybern.plugins.controllers.base import QueueController
 
@@ -27,12 +27,19 @@ BURST_REPLICAS = 500
 
 
 class ReplicaSetController(QueueController):
+    """Also the ReplicationController manager's body (``replicationcontroller``), as in kube,
+    where the RC manager wraps this controller: subclasses change only the class attributes
+    below and how a selector reads."""
+
     component = "replicaset-controller"
+    resource = RESOURCE
+    kind = "ReplicaSet"
+    api_version = "apps/v1"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.expectations = util.Expectations()
-        self.rs_informer = ctx.informers.informer(RESOURCE)
+        self.rs_informer = ctx.informers.informer(self.resource)
         self.pod_informer = ctx.informers.informer("pods")
         self.rs_informer.add_event_handler(
             on_add=self._enqueue, on_update=lambda old, new: self._enqueue(new), on_delete=self._rs_deleted
@@ -40,6 +47,11 @@ class ReplicaSetController(QueueController):
         self.pod_informer.add_event_handler(
             on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted
         )
+
+    @staticmethod
+    def selector_of(spec: util.Obj) -> Selector:
+        """The spec's pod selector (a meta/v1 LabelSelector here)."""
+        return selector_from_dict(spec.get("selector"))
 
     # --- event handlers -----------------------------------------------------------------------
 
@@ -53,7 +65,7 @@ class ReplicaSetController(QueueController):
 
     def _owner_key(self, pod: util.Obj, ref: util.Obj | None) -> str | None:
         """Key of the ReplicaSet the reference names, if it is one we know (same UID)."""
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        if ref is None or ref.get("kind") != self.kind:
             return None
         rs = self.rs_informer.store.get_by_name(util.namespace_of(pod), ref.get("name", ""))
         if rs is None or util.uid_of(rs) != ref.get("uid"):
@@ -64,8 +76,8 @@ class ReplicaSetController(QueueController):
         labels = util.meta(pod).get("labels") or {}
         keys = []
         for rs in self.rs_informer.store.list(util.namespace_of(pod) or ""):
-            sel = (rs.get("spec") or {}).get("selector")
-            if sel and selector_from_dict(sel).matches(labels):
+            spec = rs.get("spec") or {}
+            if spec.get("selector") and self.selector_of(spec).matches(labels):
                 keys.append(util.key_of(util.namespace_of(rs), util.name_of(rs)))
         return keys
 
@@ -125,20 +137,22 @@ class ReplicaSetController(QueueController):
             return
         ns, name = util.namespace_of(rs), util.name_of(rs)
         spec = rs.get("spec") or {}
-        selector = selector_from_dict(spec.get("selector"))
-        rs = {"kind": "ReplicaSet", "apiVersion": "apps/v1", **rs}
+        selector = self.selector_of(spec)
+        rs = {"kind": self.kind, "apiVersion": self.api_version, **rs}
         needs_sync = self.expectations.satisfied(key)
         candidates = [p for p in self.pod_informer.store.list(ns) if util.is_pod_active(p)]
 
         async def fresh() -> util.Obj | None:
             try:
-                return await self.client.get(RESOURCE, name, ns)
+                return await self.client.get(self.resource, name, ns)
             except ApiError as exc:
                 if exc.not_found:
                     return None
                 raise
 
-        pods = await util.claim(self.client, "pods", rs, "ReplicaSet", "apps/v1", selector, candidates, fresh)
+        pods = await util.claim(
+            self.client, "pods", rs, self.kind, self.api_version, selector, candidates, fresh
+        )
         manage_error: Exception | None = None
         if needs_sync and not util.meta(rs).get("deletionTimestamp"):
             try:
@@ -159,7 +173,7 @@ class ReplicaSetController(QueueController):
             template = spec.get("template") or {}
 
             async def create_one() -> None:
-                body = util.pod_from_template(template, rs, "ReplicaSet", "apps/v1")
+                body = util.pod_from_template(template, rs, self.kind, self.api_version)
                 try:
                     pod = await self.client.create("pods", body, util.namespace_of(rs))
                 except ApiError as exc:
@@ -270,14 +284,14 @@ class ReplicaSetController(QueueController):
             body["status"] = status
             for attempt in range(2):
                 try:
-                    await self.client.update(RESOURCE, body, util.namespace_of(rs), subresource="status")
+                    await self.client.update(self.resource, body, util.namespace_of(rs), subresource="status")
                     break
                 except ApiError as exc:
                     if exc.not_found:
                         return
                     if not exc.conflict or attempt == 1:
                         raise
-                    latest = await self.client.get(RESOURCE, util.name_of(rs), util.namespace_of(rs))
+                    latest = await self.client.get(self.resource, util.name_of(rs), util.namespace_of(rs))
                     if util.uid_of(latest) != util.uid_of(rs):
                         return
                     status["observedGeneration"] = util.meta(latest).get("generation")
