@@ -46,6 +46,7 @@ KNOWN_CONTROLLERS: tuple[str, ...] = (
     "nodelifecycle",
     "nodeipam",
     "serviceaccount",
+    "rootcacertpublisher",
 )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kybern.client import ApiClient
@@ -39,6 +39,8 @@ class ControllerContext:
     recorder: Callable[[str], EventRecorder]
     config: Config | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the process's ``RunContext.shared`` (the API server's ``ca_file``, ``api_url``, ...)
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

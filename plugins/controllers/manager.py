@@ -113,7 +113,11 @@ class ControllerManager:
             return recorders[component]
 
         cctx = ControllerContext(
-            client=self.client, informers=informers, recorder=recorder, config=self.ctx.config
+            client=self.client,
+            informers=informers,
+            recorder=recorder,
+            config=self.ctx.config,
+            shared=self.ctx.shared,
         )
         controllers: list[tuple[ControllerSpec, Controller, list[SharedInformer]]] = []
         tasks: list[asyncio.Task[None]] = []

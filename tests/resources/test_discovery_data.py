@@ -25,7 +25,7 @@ EXPECTED = {
     "endpoints": ("Endpoints", "", True, ("ep",), (), set()),
     "configmaps": ("ConfigMap", "", True, ("cm",), (), set()),
     "secrets": ("Secret", "", True, (), (), set()),
-    "serviceaccounts": ("ServiceAccount", "", True, ("sa",), (), set()),
+    "serviceaccounts": ("ServiceAccount", "", True, ("sa",), (), {"token"}),
     "events": ("Event", "", True, ("ev",), (), set()),
     "persistentvolumes": ("PersistentVolume", "", False, ("pv",), (), {"status"}),
     "persistentvolumeclaims": ("PersistentVolumeClaim", "", True, ("pvc",), (), {"status"}),
