@@ -9,6 +9,7 @@ exponent) remembered from the suffix the value was written with.
 
 from __future__ import annotations
 
+import functools
 import re
 from decimal import ROUND_CEILING, ROUND_UP, Decimal, localcontext
 from enum import StrEnum
@@ -54,7 +55,18 @@ def parse_quantity_with_format(v: str | int | float | Decimal) -> tuple[Decimal,
         return _round_nano(v), QuantityFormat.DECIMAL_SI
     if isinstance(v, int):
         return Decimal(v), QuantityFormat.DECIMAL_SI
-    text = repr(v) if isinstance(v, float) else v.strip() if isinstance(v, str) else None
+    if isinstance(v, str):
+        return _parse_text(v)
+    return _parse_text(repr(v)) if isinstance(v, float) else _parse_text("")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(v: str) -> tuple[Decimal, QuantityFormat]:
+    """Memoized on the text: a cluster writes the same few quantities ("100m", "128Mi", a
+    node's capacity) over and over, and parsing one costs several Decimal operations (~4-5% of
+    the API server's CPU in the scheduler benchmark). Decimal results are immutable; failures
+    are not cached (they raise)."""
+    text = v.strip()
     if not text:
         raise ValueError(FORMAT_ERROR)
     match = _QUANTITY_RE.fullmatch(text)
@@ -97,6 +109,17 @@ def _ceil(value: Decimal) -> int:
 
 def cpu_millis(v: str | int | float | Decimal) -> int:
     """CPU in millicores, rounded up as Quantity.MilliValue() does ("1n" costs 1m)."""
+    if isinstance(v, str):
+        return _cpu_millis_text(v)
+    return _cpu_millis(v)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cpu_millis_text(v: str) -> int:
+    return _cpu_millis(v)
+
+
+def _cpu_millis(v: str | int | float | Decimal) -> int:
     with localcontext() as ctx:
         ctx.prec = 80
         return _ceil(parse_quantity(v) * 1000)
@@ -104,6 +127,13 @@ def cpu_millis(v: str | int | float | Decimal) -> int:
 
 def memory_bytes(v: str | int | float | Decimal) -> int:
     """A byte count (memory, storage), rounded up as Quantity.Value() does."""
+    if isinstance(v, str):
+        return _memory_bytes_text(v)
+    return _ceil(parse_quantity(v))
+
+
+@functools.lru_cache(maxsize=4096)
+def _memory_bytes_text(v: str) -> int:
     return _ceil(parse_quantity(v))
 
 
@@ -131,6 +161,17 @@ def format_quantity(v: str | int | float | Decimal, fmt: QuantityFormat | str | 
     With a string and no ``fmt``, the format follows the suffix it was written with
     ("1024Mi" -> "1Gi", "1000m" -> "1", "0.5" -> "500m", "1e3" -> "1e3").
     """
+    if isinstance(v, str) and fmt is None:
+        return _format_text(v)
+    return _format(v, fmt)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_text(v: str) -> str:
+    return _format(v, None)
+
+
+def _format(v: str | int | float | Decimal, fmt: QuantityFormat | str | None) -> str:
     value, parsed_fmt = parse_quantity_with_format(v)
     fmt = QuantityFormat(fmt) if fmt is not None else parsed_fmt
     if value == 0:
