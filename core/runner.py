@@ -107,11 +107,14 @@ async def run(config: Config, pm: pluggy.PluginManager, ctx: RunContext | None =
             component = spec.factory(ctx)
             started.append((spec, component))
             await component.start()
+            # who runs here, for health reports (the API server's componentstatuses)
+            ctx.shared.setdefault("running_components", set()).add(spec.name)
         log.info("running: {}", ", ".join(s.name for s in specs) or "nothing")
         await _wait_for_signal(ctx)
     finally:
         ctx.stopping.set()
         for spec, component in reversed(started):
+            ctx.shared.get("running_components", set()).discard(spec.name)
             try:
                 await component.stop()
             except Exception as exc:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from kybern.labels import Selector, parse_selector
-from kybern.plugins.apiserver import bodies, discovery, errors, reviews
+from kybern.plugins.apiserver import bodies, componentstatus, discovery, errors, reviews
 from kybern.plugins.apiserver.auth import Tokens, authenticate, bearer_token
 from kybern.plugins.apiserver.cache import WatchCache
 from kybern.plugins.apiserver.registry import Registry
@@ -191,7 +191,7 @@ class ApiServer:
         server_address: str = "",
     ) -> None:
         self.store = store
-        self.registry = Registry(types, reviews.REVIEW_TYPES)
+        self.registry = Registry(types, reviews.REVIEW_TYPES + componentstatus.TYPES)
         self.pm = pm
         self.tokens = tokens
         self.shared = shared
@@ -470,6 +470,8 @@ class ApiServer:
         rt = target.rt
         if reviews.is_review(rt):
             return await reviews.handle(self, info)
+        if componentstatus.is_component_status(rt):
+            return await componentstatus.handle(self, info)
         if target.subresource:
             return await handlers_sub.handle(self, info)
         is_watch = target.watch_prefix or (
