@@ -21,7 +21,7 @@ from typing import Any
 from kybern.hooktypes import AdmissionRequest
 from kybern.models import codec
 from kybern.plugins.apiserver import apply as ssa
-from kybern.plugins.apiserver import errors
+from kybern.plugins.apiserver import errors, saadmission
 from kybern.plugins.apiserver.allocators import ServiceAllocator
 from kybern.plugins.apiserver.bodies import dumps, from_model, loads
 from kybern.plugins.apiserver.cache import WatchCache, decode_obj
@@ -338,6 +338,8 @@ class Storage:
         generated = not meta.get("name") and bool(meta.get("generateName"))
         if generated:
             meta["name"] = generate_name(str(meta["generateName"]))
+        if is_pod(rt) and namespace:
+            await saadmission.admit_pod(self, obj, namespace)
         obj, model = self._default_model(rt, obj)
         if is_service(rt):
             self._allocate(rt, obj, None)

@@ -114,11 +114,40 @@ async def _config_data(
     return data
 
 
+async def master_service_env(cache: ObjectCache) -> dict[str, str]:
+    """The ``kubernetes`` Service's variables every container gets (the kubelet adds them
+    whatever enableServiceLinks says): KUBERNETES_SERVICE_HOST/PORT is how in-cluster clients
+    find the API server. The container's own env comes after and may override them."""
+    svc = await cache.get("services", "default", "kubernetes")
+    spec = (svc or {}).get("spec") or {}
+    host = spec.get("clusterIP")
+    if not host or host == "None":
+        return {}
+    env = {"KUBERNETES_SERVICE_HOST": host}
+    ports = spec.get("ports") or []
+    for i, port in enumerate(ports):
+        number = port.get("port")
+        if number is None:
+            continue
+        proto = str(port.get("protocol") or "TCP")
+        if i == 0:
+            env["KUBERNETES_SERVICE_PORT"] = str(number)
+            env["KUBERNETES_PORT"] = f"{proto.lower()}://{host}:{number}"
+        if port.get("name"):
+            env[f"KUBERNETES_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(number)
+        prefix = f"KUBERNETES_PORT_{number}_{proto.upper()}"
+        env[prefix] = f"{proto.lower()}://{host}:{number}"
+        env[f"{prefix}_PROTO"] = proto.lower()
+        env[f"{prefix}_PORT"] = str(number)
+        env[f"{prefix}_ADDR"] = host
+    return env
+
+
 async def resolve_env(
     pod: dict[str, Any], ctr: dict[str, Any], cache: ObjectCache, allocatable: dict[str, str]
 ) -> list[tuple[str, str]]:
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
-    env: dict[str, str] = {}
+    env: dict[str, str] = await master_service_env(cache)
     for source in ctr.get("envFrom") or []:
         prefix = source.get("prefix") or ""
         for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):

@@ -21,6 +21,11 @@ class ObjectCache:
         self._entries: dict[tuple[str, str, str], tuple[float, dict[str, Any] | None]] = {}
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
 
+    @property
+    def api(self) -> ApiClient:
+        """The client the cache reads through (the volume manager requests tokens with it)."""
+        return self._api
+
     async def get(self, resource: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist (other API errors raise)."""
         key = (resource, namespace, name)

@@ -1,6 +1,7 @@
 """Pod volumes on the node: each gets a directory under DATA_DIR/pods/UID/volumes that
-containers bind-mount (emptyDir, configMap, secret, downwardAPI, projected), or a host path
-(hostPath, persistentVolumeClaim through its PersistentVolume's hostPath).
+containers bind-mount (emptyDir, configMap, secret, downwardAPI, projected: those sources and
+service account tokens from :mod:`tokens`), or a host path (hostPath, persistentVolumeClaim
+through its PersistentVolume's hostPath).
 
 ConfigMap, Secret and downward API files are written like the kubelet's atomic writer: the
 payload goes into a fresh timestamped directory, ``..data`` is switched to it with one rename
@@ -18,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kybern.client import ApiError
 from kybern.plugins.kubelet.containers import ContainerConfigError, field_value, resource_value
 from kybern.plugins.kubelet.objcache import ObjectCache
+from kybern.plugins.kubelet.tokens import TokenManager
 from kybern.quantity import memory_bytes
 from kybern.runtime import Mount
 from loguru import logger
@@ -151,8 +154,16 @@ class VolumeManager:
         self.pods_dir = data_dir / "pods"
         self.cache = cache
         self.node_name = node_name
+        #: service account tokens of projected volumes (requested through the same client)
+        self.tokens = TokenManager(cache.api)
         #: claim -> host path, for PVC volumes (set by the local-path provisioner)
         self.claim_paths: dict[tuple[str, str], str] = {}
+
+    async def _token(self, pod: dict[str, Any], source: dict[str, Any]) -> bytes:
+        try:
+            return (await self.tokens.token(pod, source)).encode()
+        except ApiError as exc:
+            raise VolumeError(f"failed to fetch token: {exc}") from None
 
     def pod_dir(self, uid: str) -> Path:
         return self.pods_dir / uid
@@ -196,6 +207,12 @@ class VolumeManager:
                 if kind == "projected":
                     mode = src.get("defaultMode") or 0o644
                     for source in src.get("sources") or []:
+                        token_src = source.get("serviceAccountToken")
+                        if token_src is not None:
+                            files[token_src.get("path") or "token"] = (
+                                await self._token(pod, token_src),
+                                mode,
+                            )
                         for sub_kind in ("configMap", "secret", "downwardAPI"):
                             if sub_kind in source:
                                 files.update(
@@ -221,6 +238,7 @@ class VolumeManager:
         return mounts
 
     def cleanup(self, uid: str) -> None:
+        self.tokens.forget(uid)
         base = self.pod_dir(uid)
         if not base.exists():
             return
