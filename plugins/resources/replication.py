@@ -94,6 +94,33 @@ def validate_replication_controller(new: JSON, old: JSON | None) -> list[FieldEr
         errs.extend(validate_labels(selector, "spec.selector"))
     errs.extend(validate_nonnegative(spec.get("replicas"), "spec.replicas"))
     errs.extend(_template_errors(spec))
+    if old is not None:
+        # the status subresource writes only status, the main resource keeps the old one: an
+        # update is where ValidateReplicationControllerStatusUpdate applies
+        errs.extend(validate_replication_controller_status(new.get("status") or {}))
+    return errs
+
+
+def validate_replication_controller_status(status: JSON) -> list[FieldError]:
+    """ValidateReplicationControllerStatus: counts are non-negative and nest inside replicas."""
+    errs: list[FieldError] = []
+    for key in (
+        "replicas",
+        "fullyLabeledReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "observedGeneration",
+    ):
+        errs.extend(validate_nonnegative(status.get(key), f"status.{key}"))
+    replicas = status.get("replicas") or 0
+    ready = status.get("readyReplicas") or 0
+    for key in ("fullyLabeledReplicas", "readyReplicas", "availableReplicas"):
+        value = status.get(key) or 0
+        if value > replicas:
+            errs.append(invalid(f"status.{key}", value, "cannot be greater than status.replicas"))
+    available = status.get("availableReplicas") or 0
+    if available > ready:
+        errs.append(invalid("status.availableReplicas", available, "cannot be greater than readyReplicas"))
     return errs
 
 

@@ -94,3 +94,19 @@ def test_row() -> None:
         "Selector",
     ]
     assert [c.priority for c in RC.table_columns] == [0, 0, 0, 0, 0, 1, 1, 1]
+
+
+def test_status_rules_on_update() -> None:
+    old = defaulted(RC, rc())
+    new = copy.deepcopy(old)
+    new["status"] = {"replicas": 2, "readyReplicas": 3, "availableReplicas": 1, "fullyLabeledReplicas": -1}
+    assert errors(RC, new, old) == [
+        "status.fullyLabeledReplicas: Invalid value: -1: must be greater than or equal to 0",
+        "status.readyReplicas: Invalid value: 3: cannot be greater than status.replicas",
+    ]
+    new["status"] = {"replicas": 3, "readyReplicas": 1, "availableReplicas": 2}
+    assert errors(RC, new, old) == [
+        "status.availableReplicas: Invalid value: 2: cannot be greater than readyReplicas"
+    ]
+    new["status"] = {"replicas": 3, "readyReplicas": 2, "availableReplicas": 2, "fullyLabeledReplicas": 3}
+    assert errors(RC, new, old) == []
