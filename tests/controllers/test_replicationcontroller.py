@@ -144,6 +144,11 @@ def test_cluster_info_dump(server: Server, tmp_path: Path) -> None:
     manifest.write_text(RC_YAML.replace("replicas: 3", "replicas: 1"))
     server.kubectl("create", "-n", ns, "-f", str(manifest))
     wait_pods(server, ns, "app=web", 1)
+    # the default dump (namespaces default and kube-system) lists every kind it knows, RCs too
+    plain = tmp_path / "plain"
+    server.kubectl("cluster-info", "dump", "--output-directory", str(plain))
+    assert (plain / "default" / "replication-controllers.json").exists()
+    assert (plain / "kube-system" / "replication-controllers.json").exists()
     out_dir = tmp_path / "dump"
     server.kubectl("cluster-info", "dump", "--namespaces", ns, "--output-directory", str(out_dir))
     rcs = (out_dir / ns / "replication-controllers.json").read_text()
