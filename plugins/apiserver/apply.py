@@ -543,8 +543,20 @@ def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
         ),
     )
     return [
-        _entry_dict(key, entry.api_version, entry.time, set_to_fields(entry.fields)) for key, entry in ordered
+        _entry_dict(key, entry.api_version, entry.time, _encoded_fields(frozenset(entry.fields)))
+        for key, entry in ordered
     ]
+
+
+def _encoded_fields(paths: frozenset[Path]) -> dict[str, Any]:
+    """set_to_fields through a cache of JSON texts: every write re-encodes each entry, and
+    most entries (a status write leaves the spec owners alone) are the same sets again."""
+    return msgspec.json.decode(_encoded_fields_json(paths))
+
+
+@functools.lru_cache(maxsize=1024)  # keys and texts of a few KB at most: a few MB in all
+def _encoded_fields_json(paths: frozenset[Path]) -> bytes:
+    return msgspec.json.encode(set_to_fields(set(paths)))
 
 
 def _entry_dict(
