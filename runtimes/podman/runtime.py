@@ -126,6 +126,7 @@ class PodmanRuntime:
         self.service = PodmanService(config)
         self._client: PodmanClient | None = None
         self._connect_lock = threading.Lock()
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="podman")
         #: exited containers never change: their inspect details are kept
         self._exited: dict[str, dict[str, Any]] = {}
@@ -145,6 +146,10 @@ class PodmanRuntime:
 
     def _connect(self) -> PodmanClient:
         with self._connect_lock:
+            if self._closed:
+                # a call still in flight when the agent stopped must not start a new service
+                # (it would outlive the agent, orphaned)
+                raise RuntimeUnavailableError("the Podman runtime is closed")
             if self._client is None:
                 sock = self.service.ensure()
                 self._client = PodmanClient(base_url=f"unix://{sock}", timeout=None)
@@ -167,6 +172,8 @@ class PodmanRuntime:
         return self.service.socket
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeUnavailableError("the Podman runtime is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, fn, *args)
 
@@ -230,10 +237,15 @@ class PodmanRuntime:
         await self._call(self._connect)
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
-        await asyncio.get_running_loop().run_in_executor(None, self.service.stop)
+        def shut() -> None:
+            with self._connect_lock:  # after a connect in progress, so its service stops too
+                self._closed = True
+                client, self._client = self._client, None
+            if client is not None:
+                client.close()
+            self.service.stop()
+
+        await asyncio.get_running_loop().run_in_executor(None, shut)
         self._pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ runtime identity

@@ -1,19 +1,29 @@
 """How much the Podman runtime asks of the Podman service on the paths that run often: a new
-sandbox, an existing one, the node status check and the relist's node-wide listing. Real
-Podman (isolated, see podman_env); the REST calls are counted by wrapping the runtime's one
-call method, nothing is faked.
+sandbox, an existing one, the node status check, the relist's node-wide listing, and nothing
+after close. Real Podman (isolated, see podman_env); the REST calls are counted by wrapping
+the runtime's one call method, nothing is faked.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from kybern.runtime import ContainerSpec
+from kybern.runtime import ContainerSpec, RuntimeUnavailableError
 from kybern.runtimes.podman.runtime import PodmanRuntime
+from kybern.runtimes.podman.service import ping
 
-from .podman_env import BUSYBOX, podman_cli, run_container, sandbox_spec, wait_exited
+from .podman_env import (
+    BUSYBOX,
+    open_runtime,
+    podman_cli,
+    release_dirs,
+    run_container,
+    sandbox_spec,
+    wait_exited,
+)
 
 SLEEPER = ContainerSpec(name="app", image=BUSYBOX, command=["sleep", "3600"])
 SLEEPER_2 = ContainerSpec(name="sidecar", image=BUSYBOX, command=["sleep", "3600"])
@@ -115,5 +125,31 @@ def test_node_listing_is_reused_until_something_changes(
         assert other in {c.id for c in await runtime.list_containers()}
         assert ("GET", "/containers/json") in calls
         await runtime.remove_pod_sandbox(spec.uid)
+
+    asyncio.run(main())
+
+
+def test_a_closed_runtime_starts_no_service_again(
+    podman_assets: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A call still in flight when the agent stops used to find the socket dead and start a new
+    service, which then outlived the agent."""
+    conf, archive = podman_assets
+
+    async def main() -> None:
+        rt = await open_runtime(tmp_path_factory.mktemp("closing"), conf, archive, "closing")
+        sock = rt.socket
+        try:
+            await rt.remove_network(rt.config.network or "")
+        finally:
+            await rt.close()
+        try:
+            with pytest.raises(RuntimeUnavailableError):
+                await rt.list_containers()
+            with pytest.raises(RuntimeUnavailableError):  # a call that was already in a thread
+                await asyncio.to_thread(rt._connect)
+            assert rt.service.process is None and ping(sock) is not None
+        finally:
+            release_dirs(rt.config)
 
     asyncio.run(main())
