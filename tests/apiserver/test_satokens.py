@@ -172,3 +172,52 @@ def test_refused_tokens(cluster: Cluster, account: tuple[str, str]) -> None:
     token_res = next(r for r in resources if r["name"] == "serviceaccounts/token")
     assert token_res["kind"] == "TokenRequest" and token_res["group"] == "authentication.k8s.io"
     assert token_res["verbs"] == ["create"]
+
+
+def test_secret_bound_token_ends_with_the_secret(cluster: Cluster, account: tuple[str, str]) -> None:
+    ns, name = account
+    cluster.kubectl("-n", ns, "create", "secret", "generic", "anchor", "--from-literal=a=b")
+    token = cluster.kubectl(
+        "-n", ns, "create", "token", name, "--bound-object-kind=Secret", "--bound-object-name=anchor"
+    ).stdout.strip()  # fmt: skip
+    assert _claims(token)["kubernetes.io"]["secret"]["name"] == "anchor"
+    assert _get(cluster, "/api/v1/namespaces", token)[0] == 200
+    cluster.kubectl("-n", ns, "delete", "secret", "anchor")
+    assert _get(cluster, "/api/v1/namespaces", token)[0] == 401
+
+
+def test_kubelet_token_manager_reuses_then_renews(cluster: Cluster, account: tuple[str, str]) -> None:
+    """The node agent's token manager against the real TokenRequest: one token per pod and
+    projection until 80 % of its lifetime has passed, then a new one."""
+    import asyncio
+
+    from kybern.client import HttpApiClient
+    from kybern.plugins.kubelet.tokens import TokenManager
+
+    ns, name = account
+    cluster.kubectl(
+        "-n", ns, "run", "tm", "--image=busybox:1.36", "--restart=Never", "--overrides",
+        json.dumps({"spec": {"serviceAccountName": name}}),
+    )  # fmt: skip
+    pod = cluster.kjson("-n", ns, "get", "pod", "tm")
+    source = {"path": "token", "expirationSeconds": 3607}
+
+    async def scenario() -> tuple[str, str, str, float]:
+        async with HttpApiClient(cluster.url, cluster.token, cluster.ca_file) as api:
+            manager = TokenManager(api)
+            first = await manager.token(pod, source)
+            again = await manager.token(pod, source)
+            (held,) = manager._tokens.values()
+            lifetime = held.expires - held.issued
+            held.issued -= 0.81 * lifetime  # as if 80 % of its lifetime had gone by
+            held.expires -= 0.81 * lifetime
+            renewed = await manager.token(pod, source)
+            return first, again, renewed, lifetime
+
+    first, again, renewed, lifetime = asyncio.run(scenario())
+    assert first == again and renewed != first
+    assert 3600 <= lifetime <= 3608
+    claims = _claims(renewed)
+    assert claims["kubernetes.io"]["pod"] == {"name": "tm", "uid": pod["metadata"]["uid"]}
+    assert claims["exp"] - claims["iat"] == 3607
+    assert _get(cluster, f"/api/v1/namespaces/{ns}/pods", renewed)[0] == 200
