@@ -200,6 +200,7 @@ def report(
     print(f"{label}: p50 {pct(latencies, 0.5):.3f}s  p99 {pct(latencies, 0.99):.3f}s  "
           f"max {max(latencies):.3f}s  wall {wall:.3f}s ({len(sent) / wall:.1f} pods/s)")  # fmt: skip
     steps: dict[str, list[float]] = {}
+    time.sleep(0.5)  # the agent logs a pod's trace just after the status write the watch saw
     found = traces(cluster)
     for name in sent:
         trace = found.get(name)
