@@ -100,6 +100,13 @@ def test_create_token_and_use_it_with_kubectl(
     with client.ApiClient(conf) as api:
         pods = client.CoreV1Api(api).list_namespaced_pod(ns)
         assert [p.metadata.name for p in pods.items] == ["p1"]
+        # the client's own TokenRequest call (JSON, where kubectl sends protobuf)
+        spec = client.V1TokenRequestSpec(audiences=[], expiration_seconds=700)
+        answer = client.CoreV1Api(api).create_namespaced_service_account_token(
+            name, ns, client.AuthenticationV1TokenRequest(spec=spec)
+        )
+    assert answer.spec.expiration_seconds == 700 and answer.status.expiration_timestamp
+    assert _get(cluster, f"/api/v1/namespaces/{ns}/pods", answer.status.token)[0] == 200
 
 
 def test_token_options_and_pod_binding(cluster: Cluster, account: tuple[str, str], tmp_path: Path) -> None:
