@@ -3,7 +3,7 @@
 kube-apiserver's TokenRequest REST storage, for what kubectl (``kubectl create token``) and the
 node agent (projected ``serviceAccountToken`` volumes) ask: audiences (the server's own by
 default), ``expirationSeconds`` (600 s to 2^32 s, 3600 by default) and a ``boundObjectRef`` to a
-Pod or Secret of the namespace, whose deletion ends the token. A token is accepted while its
+Pod or Secret of the namespace or a Node, whose deletion ends the token. A token is accepted while its
 service account (and bound object) exists with the uid it names, as kube's legacy validator
 does; an object deleted gracefully keeps its tokens for :data:`satokens.DELETION_GRACE_S` more.
 """
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 GROUP = "authentication.k8s.io"
 API_VERSION = f"{GROUP}/v1"
 #: boundObjectRef kinds -> their core/v1 plural
-_BINDABLE = {"Pod": "pods", "Secret": "secrets"}
+_BINDABLE = {"Pod": "pods", "Secret": "secrets", "Node": "nodes"}
 #: request attribute holding the full UserInfo of a service account request (SelfSubjectReview)
 USER_INFO_KEY = "kybern.user_info"
 
@@ -101,7 +101,7 @@ async def _bound_object(
     rt = srv.registry.lookup("", "v1", _BINDABLE[kind])
     if rt is None:
         raise errors.bad_request(f"cannot bind token for object of type {api_version}, Kind={kind}")
-    obj = await srv.storage.get(rt, namespace, name)
+    obj = await srv.storage.get(rt, None if kind == "Node" else namespace, name)
     uid = (obj.get("metadata") or {}).get("uid", "")
     if ref.get("uid") and ref["uid"] != uid:
         raise errors.ApiStatusError(
@@ -186,7 +186,9 @@ def _deleted_long_ago(obj: dict[str, Any], now: float) -> bool:
     return when < now - DELETION_GRACE_S
 
 
-async def _current(srv: ApiServer, plural: str, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
+async def _current(
+    srv: ApiServer, plural: str, namespace: str | None, name: str, uid: str
+) -> dict[str, Any] | None:
     """The object if it exists with ``uid``: the watch cache first (no store round trip per
     request), the store when the cache has not got it (just created) or has another uid."""
     rt = srv.registry.lookup("", "v1", plural)
@@ -215,7 +217,11 @@ async def authenticate(srv: ApiServer, token: str) -> TokenIdentity | None:
         return None
     if ident.bound is not None:
         obj = await _current(
-            srv, _BINDABLE[ident.bound.kind], ident.namespace, ident.bound.name, ident.bound.uid
+            srv,
+            _BINDABLE[ident.bound.kind],
+            None if ident.bound.kind == "Node" else ident.namespace,
+            ident.bound.name,
+            ident.bound.uid,
         )
         if obj is None or _deleted_long_ago(obj, now):
             return None

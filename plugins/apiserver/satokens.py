@@ -43,7 +43,7 @@ DELETION_GRACE_S = 60
 
 @dataclass(frozen=True)
 class BoundObject:
-    kind: str  # Pod or Secret
+    kind: str  # Pod, Secret or Node
     name: str
     uid: str
 
@@ -200,7 +200,8 @@ class TokenSigner:
         if claims["sub"] != f"{USER_PREFIX}{namespace}:{name}":
             return None
         bound = None
-        for kind in ("Pod", "Secret"):
+        # a pod-bound token also names the pod's node, as information: the pod is what binds it
+        for kind in ("Pod", "Secret", "Node"):
             ref = private.get(kind.lower())
             if isinstance(ref, dict) and ref.get("name") and ref.get("uid"):
                 bound = BoundObject(kind, str(ref["name"]), str(ref["uid"]))

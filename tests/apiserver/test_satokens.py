@@ -228,3 +228,29 @@ def test_kubelet_token_manager_reuses_then_renews(cluster: Cluster, account: tup
     assert claims["kubernetes.io"]["pod"] == {"name": "tm", "uid": pod["metadata"]["uid"]}
     assert claims["exp"] - claims["iat"] == 3607
     assert _get(cluster, f"/api/v1/namespaces/{ns}/pods", renewed)[0] == 200
+
+
+def test_node_bound_token_ends_with_the_node(cluster: Cluster, account: tuple[str, str]) -> None:
+    ns, name = account
+    node = f"n-{ns}"
+    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+    node_uid = cluster.kjson("get", "node", node)["metadata"]["uid"]
+    token = cluster.kubectl(
+        "-n", ns, "create", "token", name, "--bound-object-kind=Node", f"--bound-object-name={node}"
+    ).stdout.strip()  # fmt: skip
+    assert _claims(token)["kubernetes.io"]["node"] == {"name": node, "uid": node_uid}
+    assert _get(cluster, "/api/v1/namespaces", token)[0] == 200
+    ctx = ssl.create_default_context(cafile=cluster.ca_file)
+    req = urllib.request.Request(
+        cluster.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        data=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+        status, review = r.status, json.loads(r.read())
+    assert status == 201
+    assert review["status"]["userInfo"]["extra"]["authentication.kubernetes.io/node-name"] == [node]
+    cluster.kubectl("delete", "node", node)
+    assert _get(cluster, "/api/v1/namespaces", token)[0] == 401
