@@ -4,11 +4,16 @@ Podman 4.3 has no daemon: the REST service is a process that may or may not run.
 uses the configured socket, else the system socket if it answers, else starts its own on
 DATA_DIR/podman/podman.sock (stopped again on close). Containers survive the service: they
 belong to conmon, so a restarted agent's new service finds them in the same storage.
+
+A service whose agent died without closing it (kill -9) is reused by the next agent on the
+same data dir, which then owns it: its PID is in DATA_DIR/podman/service.pid, so that agent
+stops it on close like one it started itself.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -38,6 +43,15 @@ def ping(sock: Path, timeout: float = 2.0) -> str | None:
         return diagnose.first_line(str(exc) or type(exc).__name__)
 
 
+def _gone(pid: int) -> bool:
+    """Exited, or a zombie its parent has not reaped yet (it is not ours to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
+
+
 class PodmanService:
     """The socket an agent talks to, and the service process if the agent started it."""
 
@@ -45,6 +59,8 @@ class PodmanService:
         self.config = config
         self.socket: Path | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        #: PID of a service an earlier agent started and this one adopted
+        self.adopted_pid: int | None = None
 
     @property
     def url(self) -> str:
@@ -73,6 +89,7 @@ class PodmanService:
             sock = cfg.own_socket()
         if ping(sock) is None:  # a service left by an earlier agent run: reuse it
             self.socket = sock
+            self.adopted_pid = self._leftover_pid(sock)
             return sock
         if missing:
             raise RuntimeUnavailableError(missing)
@@ -105,6 +122,7 @@ class PodmanService:
                 start_new_session=True,
                 cwd=cfg.podman_dir,
             )
+        self._pid_file().write_text(f"{self.process.pid}\n")
         deadline = time.monotonic() + cfg.service_start_timeout_s
         why: str | None = "not started"
         while time.monotonic() < deadline:
@@ -122,8 +140,47 @@ class PodmanService:
         self.stop()
         raise RuntimeUnavailableError(diagnose.not_answering(f"unix://{sock}", why or "timeout"))
 
+    def _pid_file(self) -> Path:
+        return self.config.podman_dir / "service.pid"
+
+    def _leftover_pid(self, sock: Path) -> int | None:
+        """The PID of the service an earlier agent started on ``sock``, if it is still that
+        service (a recycled PID must not be signalled)."""
+        try:
+            pid = int(self._pid_file().read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            return None
+        if f"unix://{sock}".encode() not in cmdline or b"service" not in cmdline:
+            return None
+        log.info("reusing the Podman service (pid {}) an earlier agent left on {}", pid, sock)
+        return pid
+
+    def stop_leftover(self) -> bool:
+        """Stop a service an agent on this data dir left running; True if there was one."""
+        self.adopted_pid = self._leftover_pid(self.config.own_socket())
+        found = self.adopted_pid is not None
+        self._stop_adopted()
+        return found
+
+    def _stop_adopted(self) -> None:
+        pid, self.adopted_pid = self.adopted_pid, None
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _gone(pid):
+                time.sleep(0.05)
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._pid_file().unlink(missing_ok=True)
+
     def stop(self) -> None:
-        """Stop the service if this agent started it (containers keep running)."""
+        """Stop the service if this agent started or adopted it (containers keep running)."""
+        self._stop_adopted()
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
@@ -133,3 +190,4 @@ class PodmanService:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+        self._pid_file().unlink(missing_ok=True)

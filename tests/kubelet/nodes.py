@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kybern.runtimes.podman.config import PodmanConfig
+from kybern.runtimes.podman.service import PodmanService
 from runtimes.podman_env import busybox_archive, release_dirs, write_containers_conf
 from support.cli import KYBERN
 from support.cluster import Server, free_port
@@ -186,6 +187,7 @@ def wait_node_ready(cluster: Cluster, name: str, timeout: float = 90) -> None:
 def cleanup_podman(node: Node) -> None:
     """Remove every pod, container and network the node's agent made; unmount its storage.
     Runs after the agent stopped (its Podman service is gone; the CLI works on the storage)."""
+    PodmanService(node.podman).stop_leftover()  # an agent that died without closing it
     node.cli("pod", "rm", "-af", "-t", "0", check=False)
     node.cli("rm", "-af", "-t", "0", check=False)
     for net in node.cli("network", "ls", "--format", "{{.Name}}", check=False).split():
@@ -209,5 +211,8 @@ def kubelet_cluster(base: Path, node_name: str = "node-a", *extra: str) -> Itera
         node.load_image(archive)
         yield cluster
     finally:
-        server.stop()
+        # a test may have restarted the server: stop the one the cluster holds now as well
+        cluster.server.stop()
+        if cluster.server is not server:
+            server.stop()
         cleanup_podman(node)
