@@ -64,7 +64,7 @@ def test_whoami_and_can_i_as_node(cluster: Cluster, tmp_path: Path) -> None:
     base = ("--kubeconfig", str(node), "--cache-dir", str(cluster.cache_dir))
     import subprocess
 
-    from conftest import KUBECTL
+    from support.cluster import KUBECTL
 
     out = subprocess.run([KUBECTL, *base, "auth", "whoami", "-o", "json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
