@@ -82,6 +82,9 @@ def test_second_agent_runs_pods_apart_and_cleans_up_after_restart(
         cluster.wait_for("leftovers removed", lambda: not uid_containers(node_b, uid_b), timeout=90)
     finally:
         stop(agent)
+        # the cluster is shared with later tests: a node whose agent is gone would still be
+        # Ready until its lease expires and take their pods
+        cluster.kubectl("delete", "node", "node-b", "--wait=false", check=False)
 
 
 def test_restarted_agent_adopts_running_containers(cluster: Cluster) -> None:

@@ -53,7 +53,9 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluste
     base = tmp_path_factory.mktemp("two-agents")
     (base / "a").mkdir()
     (base / "b").mkdir()
-    with kubelet_cluster(base / "a", "node-a", "--node-monitor-grace-period", "8s") as cluster:
+    # a grace period above the agents' 10 s lease renewal (as Kubernetes requires), short
+    # enough that a dead agent is noticed within the test
+    with kubelet_cluster(base / "a", "node-a", "--node-monitor-grace-period", "25s") as cluster:
         node_b = Node(base / "b" / "data", cluster.nodes[0].conf, "node-b")
         try:
             yield cluster, node_b, base / "b"
