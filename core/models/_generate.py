@@ -104,6 +104,12 @@ _META_ROOTS = [
 ]
 
 
+#: groups the API server serves without model classes (the self-reviews of reviews.py, the
+#: TokenRequest of service accounts): only their schemas go into definitions.json.gz, which
+#: OpenAPI and protobuf bodies need on every install (kubernetes-validate is a test extra)
+_SCHEMA_ONLY_PREFIXES = ("io.k8s.api.authentication.v1.", "io.k8s.api.authorization.v1.")
+
+
 def roots() -> list[str]:
     names = [
         prefix + kind + suffix
@@ -412,7 +418,8 @@ def generate(out_dir: Path = HERE) -> list[Path]:
         path = out_dir / f"{module}.py"
         path.write_text(text)
         written.append(path)
-    subset = {name: defs[name] for name in names}
+    schema_only = reachable(defs, [name for name in defs if name.startswith(_SCHEMA_ONLY_PREFIXES)])
+    subset = {name: defs[name] for name in [*names, *schema_only]}
     payload = json.dumps({"$defs": subset}, sort_keys=True, separators=(",", ":")).encode()
     gz = out_dir / "definitions.json.gz"
     with (

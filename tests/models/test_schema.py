@@ -73,3 +73,18 @@ def test_unknown_kind() -> None:
     with pytest.raises(KeyError):
         schema.model_for("rbac.authorization.k8s.io", "v1", "Role")
     assert schema.name_of_model(dict) is None
+
+
+def test_the_schema_only_kinds_ship_with_the_models() -> None:
+    """The self-reviews and TokenRequest have no model classes, but OpenAPI and protobuf
+    bodies need their schemas on an install without the test extras (kubernetes-validate)."""
+    defs = schema.definitions()
+    for name in (
+        "io.k8s.api.authentication.v1.SelfSubjectReview",
+        "io.k8s.api.authentication.v1.TokenRequest",
+        "io.k8s.api.authorization.v1.SelfSubjectAccessReview",
+        "io.k8s.api.authorization.v1.SelfSubjectRulesReview",
+    ):
+        assert name in defs, name
+        refs = json.dumps(defs[name])
+        assert "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta" in refs
