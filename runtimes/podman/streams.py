@@ -122,15 +122,41 @@ async def frames(reader: asyncio.StreamReader, multiplexed: bool) -> AsyncIterat
         yield _STREAMS.get(header[0], "stdout"), payload
 
 
-class PodmanExecSession:
-    """An exec session on an upgraded connection (see the module docstring)."""
+class _UpgradedStdio:
+    """A process' stdio on a connection Podman upgraded (exec or attach): output frames in,
+    stdin out, a half-close as stdin EOF."""
 
-    def __init__(self, sock: Path, exec_id: str, response: HttpResponse, tty: bool) -> None:
+    def __init__(self, sock: Path, response: HttpResponse, tty: bool) -> None:
         self.sock = sock
-        self.exec_id = exec_id
         self._response = response
         self._tty = tty
         self._closed = False
+
+    async def output(self) -> AsyncIterator[tuple[Stream, bytes]]:
+        async for item in frames(self._response.reader, multiplexed=not self._tty):
+            yield item
+
+    async def write(self, data: bytes) -> None:
+        self._response.writer.write(data)
+        await self._response.writer.drain()
+
+    async def close_stdin(self) -> None:
+        # a half-close: Podman passes the EOF on to the process' stdin
+        if self._response.writer.can_write_eof():
+            self._response.writer.write_eof()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+
+
+class PodmanExecSession(_UpgradedStdio):
+    """An exec session on an upgraded connection (see the module docstring)."""
+
+    def __init__(self, sock: Path, exec_id: str, response: HttpResponse, tty: bool) -> None:
+        super().__init__(sock, response, tty)
+        self.exec_id = exec_id
 
     @classmethod
     async def start(
@@ -148,19 +174,6 @@ class PodmanExecSession:
         )
         await check(started, f"exec in {container}")
         return cls(sock, exec_id, started, tty)
-
-    async def output(self) -> AsyncIterator[tuple[Stream, bytes]]:
-        async for item in frames(self._response.reader, multiplexed=not self._tty):
-            yield item
-
-    async def write(self, data: bytes) -> None:
-        self._response.writer.write(data)
-        await self._response.writer.drain()
-
-    async def close_stdin(self) -> None:
-        # a half-close: Podman passes the EOF on to the process' stdin
-        if self._response.writer.can_write_eof():
-            self._response.writer.write_eof()
 
     async def resize(self, width: int, height: int) -> None:
         response = await request(self.sock, "POST", f"/exec/{self.exec_id}/resize", {"h": height, "w": width})
@@ -184,23 +197,15 @@ class PodmanExecSession:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
 
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._response.close()
 
-
-class PodmanAttachSession:
+class PodmanAttachSession(_UpgradedStdio):
     """The main process' stdio on an upgraded connection (``podman attach``). A half-close
     of the connection reaches the process as stdin EOF; closing it detaches, the container
     goes on."""
 
     def __init__(self, sock: Path, container: str, response: HttpResponse, tty: bool) -> None:
-        self.sock = sock
+        super().__init__(sock, response, tty)
         self.container = container
-        self._response = response
-        self._tty = tty
-        self._closed = False
 
     @classmethod
     async def start(cls, sock: Path, container: str, stdin: bool, tty: bool) -> PodmanAttachSession:
@@ -213,29 +218,12 @@ class PodmanAttachSession:
     def tty(self) -> bool:
         return self._tty
 
-    async def output(self) -> AsyncIterator[tuple[Stream, bytes]]:
-        async for item in frames(self._response.reader, multiplexed=not self._tty):
-            yield item
-
-    async def write(self, data: bytes) -> None:
-        self._response.writer.write(data)
-        await self._response.writer.drain()
-
-    async def close_stdin(self) -> None:
-        if self._response.writer.can_write_eof():
-            self._response.writer.write_eof()
-
     async def resize(self, width: int, height: int) -> None:
         response = await request(
             self.sock, "POST", f"/containers/{self.container}/resize", {"h": height, "w": width}
         )
         await check(response, "resize")
         response.close()
-
-    async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._response.close()
 
 
 async def logs(
