@@ -155,3 +155,21 @@ def desired_state(
             )
             state[port.key] = ServiceState(port, eps)
     return state
+
+
+def state_from_objects(
+    services: list[Obj], slices: list[Obj], endpoints: list[Obj]
+) -> dict[str, ServiceState]:
+    """:func:`desired_state` from the informers' flat lists (what both proxies hold): slices
+    grouped by their service-name label, Endpoints by their own name."""
+    slices_by_service: dict[str, list[Obj]] = {}
+    for eps in slices:
+        meta = eps.get("metadata") or {}
+        svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if svc:
+            slices_by_service.setdefault(f"{meta.get('namespace')}/{svc}", []).append(eps)
+    endpoints_by_service = {
+        f"{(e.get('metadata') or {}).get('namespace')}/{(e.get('metadata') or {}).get('name')}": e
+        for e in endpoints
+    }
+    return desired_state(services, slices_by_service, endpoints_by_service)

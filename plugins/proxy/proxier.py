@@ -19,7 +19,7 @@ from typing import Any
 from kybern.client import ApiClient
 from kybern.informers import SharedInformerFactory
 from kybern.plugins.proxy import nftables
-from kybern.plugins.proxy.model import SERVICE_NAME_LABEL, ServiceState, desired_state
+from kybern.plugins.proxy.model import ServiceState, state_from_objects
 from kybern.plugins.proxy.routes import (
     RouteManager,
     ensure_bridge_netfilter,
@@ -144,17 +144,9 @@ class NftablesProxier:
                 backoff = min(backoff * 2, 10.0)
 
     def wanted(self) -> dict[str, ServiceState]:
-        slices: dict[str, list[dict[str, Any]]] = {}
-        for eps in self.slices.store.list():
-            meta = eps.get("metadata") or {}
-            svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-            if svc:
-                slices.setdefault(f"{meta.get('namespace')}/{svc}", []).append(eps)
-        endpoints = {
-            f"{(e.get('metadata') or {}).get('namespace')}/{(e.get('metadata') or {}).get('name')}": e
-            for e in self.endpoints.store.list()
-        }
-        return desired_state(self.services.store.list(), slices, endpoints)
+        return state_from_objects(
+            self.services.store.list(), self.slices.store.list(), self.endpoints.store.list()
+        )
 
     async def _sync(self) -> None:
         self._dirty.clear()

@@ -17,7 +17,7 @@ from typing import Any
 
 from kybern.client import ApiClient
 from kybern.informers import SharedInformerFactory
-from kybern.plugins.proxy.model import SERVICE_NAME_LABEL, ServiceState, desired_state
+from kybern.plugins.proxy.model import ServiceState, state_from_objects
 from kybern.plugins.proxy.userspace.forwarder import Backends, TcpListener, UdpListener
 from loguru import logger
 
@@ -105,17 +105,9 @@ class UserspaceProxier:
                 self._dirty.set()
 
     def wanted(self) -> dict[str, ServiceState]:
-        slices: dict[str, list[dict[str, Any]]] = {}
-        for eps in self.slices.store.list():
-            meta = eps.get("metadata") or {}
-            svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-            if svc:
-                slices.setdefault(f"{meta.get('namespace')}/{svc}", []).append(eps)
-        endpoints = {
-            f"{(e.get('metadata') or {}).get('namespace')}/{(e.get('metadata') or {}).get('name')}": e
-            for e in self.endpoints.store.list()
-        }
-        return desired_state(self.services.store.list(), slices, endpoints)
+        return state_from_objects(
+            self.services.store.list(), self.slices.store.list(), self.endpoints.store.list()
+        )
 
     def _binds(self, state: ServiceState) -> set[tuple[str, str, int]]:
         p = state.port
