@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from kybern.client import ApiClient
+    from kybern.client import ApiClient, ApiError
     from kybern.config import Config
     from kybern.events import EventRecorder
     from kybern.informers import SharedInformerFactory
@@ -51,3 +51,10 @@ class ControllerSpec:
     description: str = ""
     #: concurrent workers (kube's --concurrent-*-syncs defaults are 5)
     workers: int = 5
+
+
+def lost_race(exc: ApiError) -> bool:
+    """A write a per-namespace controller may drop: its informer cache lagged (the object
+    exists already, or is gone) or the namespace started terminating (403 Forbidden), so the
+    next sync sees the truth and retrying now would only fail again."""
+    return exc.already_exists or exc.not_found or exc.code == 403

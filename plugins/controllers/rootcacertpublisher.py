@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kybern import hookimpl
 from kybern.client import ApiError
-from kybern.controllers import ControllerContext, ControllerSpec
+from kybern.controllers import ControllerContext, ControllerSpec, lost_race
 from kybern.plugins.controllers import util
 from kybern.plugins.controllers.base import QueueController
 from loguru import logger
@@ -101,10 +101,8 @@ class RootCACertPublisher(QueueController):
                 patch["data"][k] = None
             await self.client.patch("configmaps", CONFIGMAP_NAME, patch, "merge", namespace=key)
         except ApiError as exc:
-            # the cache lags (exists already / gone), or the namespace started terminating
-            if exc.already_exists or exc.not_found or exc.code == 403:
-                return
-            raise
+            if not lost_race(exc):
+                raise
 
 
 @hookimpl

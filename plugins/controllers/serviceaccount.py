@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kybern import hookimpl
 from kybern.client import ApiError
-from kybern.controllers import ControllerContext, ControllerSpec
+from kybern.controllers import ControllerContext, ControllerSpec, lost_race
 from kybern.plugins.controllers import util
 from kybern.plugins.controllers.base import QueueController
 
@@ -48,10 +48,8 @@ class ServiceAccountController(QueueController):
         try:
             await self.client.create("serviceaccounts", body, key)
         except ApiError as exc:
-            # exists already (the cache lags), or the namespace started terminating / went away
-            if exc.already_exists or exc.not_found or exc.code == 403:
-                return
-            raise
+            if not lost_race(exc):
+                raise
 
 
 @hookimpl
