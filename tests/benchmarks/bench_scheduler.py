@@ -237,7 +237,24 @@ class Load:
         async with session.get(f"{self.client.url}/metrics", headers=self.client._headers()) as resp:
             return await resp.text()
 
+    def _children(self) -> None:
+        """Components the server runs as child processes (``--component-process``) count
+        apart: their CPU is not the API server's."""
+        server = self.pids["server"]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != server:
+                    continue
+                argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            words = [a.decode() for a in argv if a]
+            name = " ".join(words[words.index("component") + 1 :][:1]) if "component" in words else "child"
+            self.pids[f"{name} process"] = int(stat.parent.name)
+
     async def start(self) -> None:
+        self._children()
         self.t0 = time.monotonic()
         self.cpu0 = {name: self._cpu(pid) for name, pid in self.pids.items()}
         self.self0 = time.process_time()
@@ -394,6 +411,14 @@ async def throughput(
         print(
             f"server CPU per bound pod: {per_pod * 1000:.2f} ms "
             f"(-> {1 / per_pod:.0f} pods/s if the server had one core to itself)"
+        )
+    if watcher.bound:
+        # every process of the benchmark shares the machine's cores: the sum bounds throughput too
+        total = sum(cpu.values()) / len(watcher.bound)
+        cores = os.cpu_count() or 1
+        print(
+            f"all processes' CPU per bound pod: {total * 1000:.2f} ms "
+            f"(-> {cores / total:.0f} pods/s if {cores} cores were shared perfectly)"
         )
     if latencies:
         print(
