@@ -130,7 +130,8 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _run(config: Config, loaded: LoadedPlugins) -> None:
+def _run(config: Config, loaded: LoadedPlugins, ctx: Any = None, **run_options: Any) -> None:
+    """``run_options`` go to :func:`kybern.runner.run` (specs, component processes)."""
     from kybern import runner
 
     # A server holds tens of thousands of long-lived objects (watch caches, informers); with
@@ -139,7 +140,7 @@ def _run(config: Config, loaded: LoadedPlugins) -> None:
     gc.set_threshold(50_000, 50, 100)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
-            loop_runner.run(runner.run(config, loaded.manager))
+            loop_runner.run(runner.run(config, loaded.manager, ctx, **run_options))
     except USER_ERRORS as exc:
         fail(str(exc))
     except OSError as exc:
@@ -166,6 +167,34 @@ def _extra(kwargs: dict[str, Any], own: set[str]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k not in own}
 
 
+def _given_options(ctx: click.Context, own: set[str]) -> list[str]:
+    """The plugin options of this command line, to give a component process too (it takes
+    the same plugin options as ``server``)."""
+    args: list[str] = []
+    for param in ctx.command.get_params(ctx):
+        name = param.name
+        if not isinstance(param, click.Option) or name is None or name in own or name == "help":
+            continue
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        value = ctx.params[name]
+        if param.is_flag:
+            if value:
+                args.append(flag)
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+            continue
+        for item in value if param.multiple else (value,):
+            args += [flag, str(item)]
+    return args
+
+
+#: components `kybern server` runs as child processes unless --component-process says otherwise
+#: (each then has its own interpreter lock instead of sharing the API server's)
+DEFAULT_COMPONENT_PROCESSES: tuple[str, ...] = ()
+
+
 SERVER_OWN = {
     "data_dir",
     "bind_address",
@@ -175,6 +204,7 @@ SERVER_OWN = {
     "disable",
     "disable_agent",
     "node_name",
+    "component_process",
 }
 
 
@@ -212,9 +242,17 @@ SERVER_OWN = {
 )
 @click.option("--disable-agent", is_flag=True, help="Run only the control plane, no node agent")
 @click.option("--node-name", default=None, help="Name of this machine's node [default: hostname]")
+@click.option(
+    "--component-process",
+    multiple=True,
+    metavar="NAME",
+    default=DEFAULT_COMPONENT_PROCESSES,
+    help="Run this component (scheduler, controller-manager) as a `kybern component` child process, "
+    "restarted when it dies; `none`: all in this process",
+)
 @click.pass_context
 def server(ctx: click.Context, **kwargs: Any) -> None:
-    """Run the control plane (and this machine's node agent) in one process."""
+    """Run the control plane (and this machine's node agent) in one process (and its children)."""
     config = _common_config(
         ctx,
         data_dir=kwargs["data_dir"] or default_data_dir(),
@@ -229,7 +267,70 @@ def server(ctx: click.Context, **kwargs: Any) -> None:
         extra=_extra(kwargs, SERVER_OWN),
     )
     _prepare_data_dir(config.data_dir)
-    _run(config, _loaded(ctx))
+    processes = [n for n in kwargs["component_process"] if n != "none"]
+    if "none" in kwargs["component_process"]:
+        processes = []
+    child_args = [a for name in sorted(config.disabled) for a in ("--disable", name)]
+    child_args += _given_options(ctx, SERVER_OWN)
+    _run(config, _loaded(ctx), component_processes=processes, component_args=child_args)
+
+
+COMPONENT_OWN = {"names", "kubeconfig", "data_dir", "server_url", "disable", "supervisor_fd"}
+
+
+@main.command(cls=_PluginOptionsCommand, plugin_command="server")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option(
+    "--kubeconfig",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The API server, CA and bearer token to use (its current context)",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Instead: the data dir of a `kybern server` on this machine (its Unix socket and admin token)",
+)
+@click.option("--server", "server_url", default=None, metavar="URL", help="API server URL (overrides)")
+@click.option("--disable", multiple=True, metavar="NAME", help="A controller to skip")
+@click.option("--supervisor-fd", type=int, default=None, hidden=True)
+@click.pass_context
+def component(ctx: click.Context, **kwargs: Any) -> None:
+    """Run control-plane components (scheduler, controller-manager) in their own process, against
+    an API server, as kube-scheduler and kube-controller-manager run with --kubeconfig."""
+    from kybern import runner, subprocesses
+    from kybern.components import ComponentSpec, RunContext, select_named
+
+    loaded = _loaded(ctx)
+    specs = select_named(runner.collect_components(loaded.manager), kwargs["names"])
+    kubeconfig, data_dir = kwargs["kubeconfig"], kwargs["data_dir"]
+    if kubeconfig and data_dir:
+        fail("pass --kubeconfig or --data-dir, not both")
+    if kubeconfig:
+        connection = subprocesses.connection_from_kubeconfig(kubeconfig, kwargs["server_url"])
+    elif data_dir:
+        connection = subprocesses.connection_from_data_dir(data_dir, kwargs["server_url"])
+    else:
+        fail("no kubeconfig: pass --kubeconfig FILE (or --data-dir DIR of a kybern server on this machine)")
+    config = _common_config(
+        ctx,
+        data_dir=data_dir or default_data_dir(),
+        disabled=frozenset(kwargs["disable"]),
+        run_agent=False,
+        role="server",
+        extra=_extra(kwargs, COMPONENT_OWN),
+    )
+    run_ctx = RunContext(config=config, plugins=loaded.manager)
+    connection.publish(run_ctx)
+    fd = kwargs["supervisor_fd"]
+    if fd is not None:  # started by `kybern server --component-process`: last to start, first to stop
+        # its lines go to the server's log stream: say which process wrote them
+        tag = f"[{'+'.join(s.name for s in specs)} {os.getpid()}]"
+        logger.configure(patcher=lambda r: r["extra"].update(component=f"{r['extra']['component']} {tag}"))
+        link = ComponentSpec("supervisor-link", lambda c: subprocesses.SupervisorLink(c, fd), order=10_000)
+        specs.append(link)
+    _run(config, loaded, run_ctx, specs=specs)
 
 
 @main.command(cls=_PluginOptionsCommand, plugin_command="agent")
@@ -327,3 +428,7 @@ def kubectl(data_dir: Path | None, args: tuple[str, ...]) -> None:
         fail(f"no kubeconfig at {kubeconfig}: start `kybern server` first (or pass --data-dir)")
     logger.remove()
     os.execv(binary, [binary, *args])  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":  # `python -m kybern.cli`: how a server starts its component processes
+    main(prog_name="kybern")

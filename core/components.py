@@ -135,3 +135,24 @@ def select_components(
                     f"cannot disable {need}: {spec.name} needs it (disable {spec.name} too)"
                 )
     return sorted(chosen, key=lambda s: (s.order, s.name))
+
+
+def select_named(specs: Iterable[ComponentSpec], names: Iterable[str]) -> list[ComponentSpec]:
+    """The server components ``names`` (for ``kybern component``), in start order.
+
+    Raises ConfigurationError for a name no plugin offers, for the API server (it is the
+    server process itself: it owns the store) and for node components (``kybern agent``).
+    """
+    by_name = {s.name: s for s in specs}
+    chosen: list[ComponentSpec] = []
+    for name in dict.fromkeys(names):
+        spec = by_name.get(name)
+        if name == "apiserver":
+            raise ConfigurationError("the apiserver cannot run as a component: it is `kybern server` itself")
+        if spec is None:
+            offered = sorted(n for n, s in by_name.items() if "server" in s.roles and n != "apiserver")
+            raise ConfigurationError(f"unknown component {name!r}; server components: {', '.join(offered)}")
+        if "server" not in spec.roles:
+            raise ConfigurationError(f"{name} is a node component: it runs in `kybern agent`")
+        chosen.append(spec)
+    return sorted(chosen, key=lambda s: (s.order, s.name))

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from contextlib import suppress
+from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from kybern.client import ApiClient, HttpApiClient
-from kybern.components import Component, ComponentSpec, ConfigurationError, RunContext, select_components
+from kybern.components import (
+    Component,
+    ComponentSpec,
+    ConfigurationError,
+    RunContext,
+    select_components,
+    select_named,
+)
 from kybern.store import Store, StoreUnavailableError
+from kybern.subprocesses import ComponentProcess
 from loguru import logger
 
 if TYPE_CHECKING:
@@ -85,20 +95,52 @@ def api_factory(ctx: RunContext) -> Callable[[], ApiClient]:
     return make
 
 
-async def run(config: Config, pm: pluggy.PluginManager, ctx: RunContext | None = None) -> None:
-    """Start the chosen components, wait for SIGINT/SIGTERM (or ``ctx.stopping``), stop them."""
-    specs = select_components(
-        collect_components(pm),
-        config.role,
-        config.disabled,
-        config.run_agent,
-        controllers=collect_controller_names(pm),
-    )
+def in_child_processes(
+    specs: list[ComponentSpec], all_specs: list[ComponentSpec], names: Collection[str], args: Sequence[str]
+) -> list[ComponentSpec]:
+    """``specs`` with each of ``names`` run by a ComponentProcess (same start order, so the
+    child starts once the API server serves). A name that is disabled here is skipped; one
+    that cannot run in a child (unknown, apiserver, node component) is an error."""
+    select_named(all_specs, names)
+    names = set(names)
+    return [
+        replace(s, factory=partial(ComponentProcess, name=s.name, args=args)) if s.name in names else s
+        for s in specs
+    ]
+
+
+async def run(
+    config: Config,
+    pm: pluggy.PluginManager,
+    ctx: RunContext | None = None,
+    *,
+    specs: list[ComponentSpec] | None = None,
+    component_processes: Collection[str] = (),
+    component_args: Sequence[str] = (),
+) -> None:
+    """Start the chosen components, wait for SIGINT/SIGTERM (or ``ctx.stopping``), stop them.
+
+    ``specs`` (``kybern component``) replaces the choice by role and ``--disable``, and no
+    store is opened; ``component_processes`` run as ``kybern component NAME ...
+    component_args`` children of this process instead of in it.
+    """
+    by_role = specs is None
+    if specs is None:
+        available = collect_components(pm)
+        specs = select_components(
+            available,
+            config.role,
+            config.disabled,
+            config.run_agent,
+            controllers=collect_controller_names(pm),
+        )
+        if component_processes:
+            specs = in_child_processes(specs, available, component_processes, component_args)
     if ctx is None:
         ctx = RunContext(config=config, plugins=pm)
     if ctx.api is None:
         ctx.api = api_factory(ctx)
-    if config.role == "server" and ctx.store is None:
+    if config.role == "server" and by_role and ctx.store is None:
         ctx.store = await asyncio.to_thread(open_store, pm, config)
     started: list[tuple[ComponentSpec, Component]] = []
     try:
@@ -107,8 +149,10 @@ async def run(config: Config, pm: pluggy.PluginManager, ctx: RunContext | None =
             component = spec.factory(ctx)
             started.append((spec, component))
             await component.start()
-            # who runs here, for health reports (the API server's componentstatuses)
-            ctx.shared.setdefault("running_components", set()).add(spec.name)
+            # who runs here, for health reports (the API server's componentstatuses); a
+            # ComponentProcess reports its child itself
+            if not getattr(component, "reports_running", False):
+                ctx.shared.setdefault("running_components", set()).add(spec.name)
         log.info("running: {}", ", ".join(s.name for s in specs) or "nothing")
         await _wait_for_signal(ctx)
     finally:

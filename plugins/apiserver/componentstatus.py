@@ -2,8 +2,10 @@
 
 kube-apiserver stores nothing for this kind: each GET probes the scheduler's and the controller
 manager's ``/healthz`` on localhost and etcd's ``/health``. kybern's scheduler and controller
-manager are components of the same process, so the report says whether they run here (the
-runner publishes the started components in ``RunContext.shared["running_components"]``); the
+manager are components of the same process or its children (``--component-process``), so the
+report says whether they run there (the runner publishes the started components in
+``RunContext.shared["running_components"]``, a child's supervisor once the child says it runs,
+and why a child is down in ``shared["component_processes"]``); the
 controller manager must also have a live leader (the ``kube-system/kube-controller-manager``
 Lease renewed within its duration, by this or another server), and ``etcd-0`` is the store
 answering a read. Every answer carries kube's deprecation warning.
@@ -98,16 +100,23 @@ def _running(srv: ApiServer) -> set[str]:
     return set(srv.shared.get("running_components") or ())
 
 
+def _not_running(srv: ApiServer, name: str, what: str) -> dict[str, Any]:
+    child = (srv.shared.get("component_processes") or {}).get(name)
+    if child:
+        return _status(name, False, f"{what} runs in a child process: {child['message']}")
+    return _status(name, False, f"{what} is not running in this kybern server")
+
+
 async def _scheduler(srv: ApiServer) -> dict[str, Any]:
     if "scheduler" not in _running(srv):
-        return _status("scheduler", False, "the scheduler is not running in this kybern server")
+        return _not_running(srv, "scheduler", "the scheduler")
     return _status("scheduler", True, "ok")
 
 
 async def _controller_manager(srv: ApiServer) -> dict[str, Any]:
     name = "controller-manager"
     if name not in _running(srv):
-        return _status(name, False, "the controller manager is not running in this kybern server")
+        return _not_running(srv, name, "the controller manager")
     leases = srv.registry.lookup("coordination.k8s.io", "v1", "leases")
     lease = None
     if leases is not None:
