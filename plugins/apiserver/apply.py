@@ -189,20 +189,36 @@ def fields_to_set(fields: dict[str, Any] | None) -> set[Path]:
 def set_to_fields(paths: set[Path]) -> dict[str, Any]:
     """Encode a set of paths as FieldsV1 (sorted like structured-merge-diff writes it)."""
     tree: dict[str, Any] = {}
+    #: the tree nodes that are members themselves (by identity: the nodes live as long as
+    #: this call), which spares building every prefix tuple again while rendering
+    members: set[int] = set()
     for path in paths:
         node = tree
         for element in path:
-            node = node.setdefault(element, {})
+            child = node.get(element)
+            if child is None:
+                child = node[element] = {}
+            node = child
+        members.add(id(node))
 
-    def render(node: dict[str, Any], prefix: Path) -> dict[str, Any]:
+    def render(node: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if node and prefix in paths:
+        if id(node) in members:
             out["."] = {}
-        for key in sorted(node, key=_element_order):
-            out[key] = render(node[key], (*prefix, key))
+        for key in sorted(node, key=_element_sort_key) if len(node) > 1 else node:
+            child = node[key]
+            out[key] = render(child) if child else {}
         return out
 
-    return render(tree, ())
+    return render(tree) if tree else {}
+
+
+def _element_sort_key(element: str) -> str:
+    """:func:`_element_order` as one string (cheaper to build and compare than a tuple)."""
+    return _ELEMENT_RANK.get(element[:2], "4") + element
+
+
+_ELEMENT_RANK = {"f:": "0", "k:": "1", "v:": "2", "i:": "3"}
 
 
 # --------------------------------------------------------------------------- typed walking
@@ -494,9 +510,16 @@ class _Entry:
     fields: set[Path]
     api_version: str
     time: str | None
+    #: the FieldsV1 the fields were parsed from, and how many paths it held: while the set
+    #: keeps that size (writes only take paths away from other managers, see track_update),
+    #: it is still that FieldsV1, and encoding reuses it instead of rendering the set again
+    raw: Any = None
+    raw_len: int = -1
 
 
-def _parse_managed(entries: Any) -> dict[_Manager, _Entry]:
+def _parse_managed(entries: Any, keep_raw: bool = False) -> dict[_Manager, _Entry]:
+    """``keep_raw``: the entries are the stored object's, which this server encoded (so in
+    canonical form): an entry whose fields do not change is written back as it was."""
     managers: dict[_Manager, _Entry] = {}
     if not isinstance(entries, list):
         return managers
@@ -511,9 +534,13 @@ def _parse_managed(entries: Any) -> dict[_Manager, _Entry]:
             api_version if operation == "Update" else "",
             entry.get("subresource") or "",
         )
-        fields = fields_to_set(entry.get("fieldsV1"))
+        raw = entry.get("fieldsV1")
+        fields = fields_to_set(raw)
         if key in managers:
             managers[key].fields |= fields
+            managers[key].raw = None
+        elif keep_raw and isinstance(raw, dict):
+            managers[key] = _Entry(fields, api_version, entry.get("time"), raw, len(fields))
         else:
             managers[key] = _Entry(fields, api_version, entry.get("time"))
     return managers
@@ -543,7 +570,14 @@ def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
         ),
     )
     return [
-        _entry_dict(key, entry.api_version, entry.time, _encoded_fields(frozenset(entry.fields)))
+        _entry_dict(
+            key,
+            entry.api_version,
+            entry.time,
+            entry.raw
+            if entry.raw is not None and len(entry.fields) == entry.raw_len
+            else _encoded_fields(frozenset(entry.fields)),
+        )
         for key, entry in ordered
     ]
 
@@ -681,10 +715,11 @@ def track_update(
         _track_create(new, new_meta, manager, operation, definition, now, subresource)
         return
     meta_root = _root_meta(definition)
-    if supplied and not subresource:
+    live = ((old or {}).get("metadata") or {}).get("managedFields")
+    if supplied and not subresource and supplied != live:
         managers = _parse_managed(supplied)
-    else:
-        managers = _parse_managed(((old or {}).get("metadata") or {}).get("managedFields"))
+    else:  # the stored entries (also when a client sends back the ones it read, unchanged)
+        managers = _parse_managed(live, keep_raw=True)
     has_status = _has_status(meta_root)
     res = _Comparison()
     _compare(
@@ -708,7 +743,10 @@ def track_update(
         if entry is None:
             managers[key] = _Entry(set(changed), api_version, now)
         else:
+            size = len(entry.fields)
             entry.fields |= changed
+            if len(entry.fields) != size:  # grown (and perhaps shrunk before): render it again
+                entry.raw = None
             entry.api_version = api_version
             entry.time = now
     _store_managed(new, managers)

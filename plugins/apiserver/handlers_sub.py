@@ -242,8 +242,10 @@ async def bind(
     uid = (data.get("metadata") or {}).get("uid")
     opts = info.write_options("binding")
 
-    def assign(pod: dict[str, Any]) -> dict[str, Any]:
-        meta = pod["metadata"]
+    def assign(current: dict[str, Any]) -> dict[str, Any]:
+        # a copy of the parts it changes (the current object is shared, see copy_input)
+        pod = dict(current)
+        meta = pod["metadata"] = dict(pod.get("metadata") or {})
         if uid and uid != meta.get("uid"):  # a pod of the same name made since the decision
             raise errors.ApiStatusError(
                 409,
@@ -260,7 +262,7 @@ async def bind(
                 "cannot be assigned to a host",
                 {"name": name, "kind": "pods/binding"},
             )
-        spec = pod.setdefault("spec", {})
+        spec = pod["spec"] = dict(pod.get("spec") or {})
         if spec.get("nodeName"):
             raise errors.ApiStatusError(
                 409,
@@ -271,8 +273,8 @@ async def bind(
             )
         spec["nodeName"] = node
         if annotations:
-            meta.setdefault("annotations", {}).update(annotations)
-        status = pod.setdefault("status", {})
+            meta["annotations"] = {**(meta.get("annotations") or {}), **annotations}
+        status = pod["status"] = dict(pod.get("status") or {})
         conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
         conds.append(
             {
@@ -285,7 +287,7 @@ async def bind(
         status["conditions"] = conds
         return pod
 
-    await srv.storage.update(rt, namespace, name, assign, opts, from_cache=True)
+    await srv.storage.update(rt, namespace, name, assign, opts, from_cache=True, copy_input=False)
     return json_response(errors.success_status() | {"code": 201}, 201)
 
 

@@ -174,18 +174,32 @@ def _clone(value: Any) -> Any:
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, null deletes, everything else replaces."""
+    """RFC 7386: objects merge recursively, null deletes, everything else replaces.
+
+    Neither input is modified; the result shares nothing with them (the target is copied
+    once, not once per patched level)."""
     if not isinstance(patch, dict):
         return _clone(patch)
     result = _clone(target) if isinstance(target, dict) else {}
+    _merge_into(result, patch)
+    return result
+
+
+def _merge_into(result: dict, patch: dict) -> None:
+    """merge_patch onto ``result``, a private copy, in place."""
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         elif isinstance(value, dict):
-            result[key] = merge_patch(result.get(key), value)
-        else:
+            current = result.get(key)
+            if not isinstance(current, dict):
+                current = {}
+            _merge_into(current, value)
+            result[key] = current
+        elif isinstance(value, list):
             result[key] = _clone(value)
-    return result
+        else:
+            result[key] = value
 
 
 # --------------------------------------------------------------------------- strategic merge patch

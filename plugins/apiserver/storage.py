@@ -146,6 +146,47 @@ def _strip_rv(obj: dict[str, Any]) -> bytes:
             meta["resourceVersion"] = rv
 
 
+@dataclass(slots=True)
+class _Encoded:
+    """An object's JSON in three pieces around its metadata, so the stored value (without
+    resourceVersion) and the response (with it, last in metadata, where decoding the stored
+    value puts it) come from one encoding of the object."""
+
+    head: bytes
+    meta: bytes
+    tail: bytes
+
+    def stored(self) -> bytes:
+        return b"".join((self.head, self.meta, self.tail))
+
+    def with_rv(self, rev: int) -> bytes:
+        rv = b'"resourceVersion":"%d"}' % rev
+        meta = b"{" + rv if self.meta == b"{}" else self.meta[:-1] + b"," + rv
+        return b"".join((self.head, meta, self.tail))
+
+
+def _encode(obj: dict[str, Any]) -> _Encoded:
+    """``obj`` (whose metadata is a dict) encoded without its resourceVersion."""
+    meta = obj["metadata"]
+    rv = meta.pop("resourceVersion", None)
+    try:
+        meta_json = dumps(meta)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    part = before
+    for k, v in obj.items():
+        if k == "metadata":
+            part = after
+        else:
+            part[k] = v
+    head = dumps(before)[:-1] + (b',"metadata":' if before else b'"metadata":')
+    tail = b"," + dumps(after)[1:] if after else b"}"
+    return _Encoded(head, meta_json, tail)
+
+
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     out = dict(obj)
     meta = dict(out.get("metadata") or {})
@@ -359,8 +400,9 @@ class Storage:
             return obj
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
+            encoded = _encode(obj)
             try:
-                rev = await self.run_key(self.store.create, key, _strip_rv(obj))
+                rev = await self.run_key(self.store.create, key, encoded.stored())
                 break
             except KeyExistsError:
                 if not generated:
@@ -371,17 +413,19 @@ class Storage:
             raise errors.ApiStatusError(
                 500, "AlreadyExists", f"could not generate a free name from {meta['generateName']!r}"
             )
-        self._written(key, obj, rev, opts)
+        self._written(key, obj, rev, opts, encoded)
         return obj
 
-    def _written(self, key: str, obj: dict[str, Any], rev: int, opts: WriteOptions) -> None:
-        """Set the new resourceVersion and encode the object once, for the response and the
-        watch cache. The resourceVersion goes last in metadata, where decoding the stored value
-        puts it, so both see the same bytes."""
+    def _written(
+        self, key: str, obj: dict[str, Any], rev: int, opts: WriteOptions, encoded: _Encoded
+    ) -> None:
+        """Set the new resourceVersion and the object's JSON, for the response and the watch
+        cache. The resourceVersion goes last in metadata, where decoding the stored value puts
+        it, so both see the same bytes."""
         meta = obj["metadata"]
         meta.pop("resourceVersion", None)
         meta["resourceVersion"] = str(rev)
-        opts.encoded = raw = dumps(obj)
+        opts.encoded = raw = encoded.with_rv(rev)
         self.cache.prime(key, rev, raw)
         self.cache.drain()
 
@@ -394,7 +438,11 @@ class Storage:
         new["apiVersion"] = rt.api_version
         old_meta = old.get("metadata") or {}
         if subresource == "status" and rt.status_subresource:
-            result = loads(dumps(old))  # a JSON round trip copies ~5x faster than deepcopy
+            if self._admission_mutates():  # a hook may change any part: it gets its own copy
+                result = loads(dumps(old))  # a JSON round trip copies ~5x faster than deepcopy
+            else:  # only top-level and metadata keys are set below and by the write
+                result = dict(old)
+                result["metadata"] = dict(old.get("metadata") or {})
             if "status" in new:
                 result["status"] = new["status"]
             else:
@@ -456,6 +504,7 @@ class Storage:
         create: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         precondition: bool = False,
         from_cache: bool = False,
+        copy_input: bool = True,
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with retries on store conflicts (kube's GuaranteedUpdate).
 
@@ -465,7 +514,9 @@ class Storage:
         named the resourceVersion it read (a PUT body's, a patch that sets it), so a concurrent
         write is a 409 rather than a retry. ``from_cache``: the first attempt starts from the
         watch cache's copy instead of a store read, as kube's does from the cacher's (a stale
-        copy fails the store's revision check, and the retry reads the store). Returns
+        copy fails the store's revision check, and the retry reads the store). ``copy_input``
+        false: ``transform`` never modifies its argument (it ignores it, or copies what it
+        changes), so it gets the current object itself, not a private copy. Returns
         (object, created).
         """
         opts.encoded = None
@@ -487,7 +538,8 @@ class Storage:
                 raise errors.not_found(rt, name)
             old = decode_obj(kv.value, kv.mod_revision)
             try:
-                result = transform(loads(dumps(old)))
+                # a second decode of the value is the cheapest private copy
+                result = transform(decode_obj(kv.value, kv.mod_revision) if copy_input else old)
                 new = await result if isinstance(result, Awaitable) else result
             except errors.ApiStatusError:
                 if stale_ok:  # judged against a stale copy perhaps (a JSON patch's test op)
@@ -542,14 +594,15 @@ class Storage:
                     self.cache.drain()
                     new_meta["resourceVersion"] = str(last.mod_revision)
                     return new, False
-                rev = await self.run_key(self.store.update, key, _strip_rv(new), kv.mod_revision)
+                encoded = _encode(new)
+                rev = await self.run_key(self.store.update, key, encoded.stored(), kv.mod_revision)
             except ConflictError:
                 if precondition and not stale_ok:
                     raise errors.conflict(rt, name) from None
                 continue
             except KeyNotFoundError:
                 continue
-            self._written(key, new, rev, opts)
+            self._written(key, new, rev, opts, encoded)
             return new, False
         raise errors.conflict(rt, name)
 

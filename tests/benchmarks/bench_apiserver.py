@@ -1,7 +1,10 @@
 """API server benchmark: create throughput, GET/LIST latency, watch delivery latency.
 
-Run alone: ``.venv/bin/python tests/benchmarks/bench_apiserver.py [--creates-only]`` (starts its own
-``kybern server --disable-agent`` on SQLite in a temp dir). Prints figures, asserts nothing.
+Run alone: ``.venv/bin/python tests/benchmarks/bench_apiserver.py [--creates-only | --writes-only]``
+(``--writes-only``: just the per-request server CPU of the scheduler benchmark's writes, twice;
+``KYBERN_BENCH_WRITES=N`` requests of each kind, ``KYBERN_BENCH_PROFILE=FILE`` runs the server
+under cProfile). It starts its own ``kybern server --disable-agent`` on SQLite in a temp dir.
+Prints figures, asserts nothing.
 Goals from the issue: >= 1000 creates/s, single-object p99 <= 50 ms, watch p99 <= 50 ms.
 
 Creates are measured over HTTPS with the admin token from two clients: aiohttp (a full
@@ -45,9 +48,11 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, str, ssl.SSL
     data = base / "data"
     exe = Path(sys.executable).parent / "kybern"
     log = open(base / "server.log", "wb")
+    profile = os.environ.get("KYBERN_BENCH_PROFILE")
+    launch = [sys.executable, "-m", "cProfile", "-o", profile, str(exe)] if profile else [str(exe)]
     proc = subprocess.Popen(
         [
-            str(exe),
+            *launch,
             "--log-level",
             "WARNING",
             "server",
@@ -90,27 +95,41 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, str, ssl.SSL
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 class LeanClient:
     """One keep-alive HTTPS connection speaking just enough HTTP/1.1 for the benchmark."""
 
-    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, token: str) -> None:
+    def __init__(
+        self, host: str, port: int, ctx: ssl.SSLContext, token: str, user_agent: str = "bench"
+    ) -> None:
         self.host, self.port, self.ctx = host, port, ctx
         self.head = (
             f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"User-Agent: {user_agent}/v1.32.0\r\nAccept: application/json\r\n"
         )
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
         assert self.reader is not None
+        head = self.head
+        if content_type != "application/json":
+            head = head.replace("application/json", content_type, 1)
         self.writer.write(
-            f"{method} {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+            f"{method} {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -325,6 +344,233 @@ async def local_path(base: Path, url: str, token: str) -> None:
         await local.close()
 
 
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _micro_now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e6):06d}Z"
+
+
+def bench_pod(name: str, ns: str) -> bytes:
+    """What bench_scheduler.py creates."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "pause",
+                        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                    }
+                ]
+            },
+        }
+    ).encode()
+
+
+def binding(name: str, ns: str, uid: str, node: str) -> bytes:
+    """What the scheduler's DefaultBinder posts to pods/NAME/binding."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name, "namespace": ns, "uid": uid},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+    ).encode()
+
+
+def status_patch(pod: dict[str, Any], i: int) -> bytes:
+    """The kubelet's status write for a started pod (podworker._write_status, a merge patch of
+    ``{"status": ...}`` built by podstatus.build_status): keys of the old status it drops are
+    set to null, the rest is the whole new status."""
+    now = _now()
+    old = pod.get("status") or {}
+    old_conds = {c.get("type"): c for c in old.get("conditions") or []}
+    conds = []
+    for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"):
+        prev = old_conds.get(t)
+        c = {"type": t, "status": "True", "lastTransitionTime": (prev or {}).get("lastTransitionTime") or now}
+        if prev is not None and prev.get("lastProbeTime") is not None:
+            c["lastProbeTime"] = prev["lastProbeTime"]
+        conds.append(c)
+    ip = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+    status: dict[str, Any] = {
+        "phase": "Running",
+        "conditions": conds,
+        "hostIP": "172.16.0.1",
+        "hostIPs": [{"ip": "172.16.0.1"}],
+        "startTime": now,
+        "qosClass": old.get("qosClass") or "Burstable",
+        "containerStatuses": [
+            {
+                "name": "c",
+                "image": "pause",
+                "imageID": "simulated://pause@sha256:0000",
+                "ready": True,
+                "restartCount": 0,
+                "started": True,
+                "state": {"running": {"startedAt": now}},
+                "lastState": {},
+                "containerID": f"simulated://{uuid.uuid4().hex}",
+            }
+        ],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+    }
+    patch: dict[str, Any] = {k: None for k in old if k not in status and k != "nominatedNodeName"}
+    patch.update(status)
+    return json.dumps({"status": patch}).encode()
+
+
+def kubelet_event(pod: dict[str, Any], i: int) -> bytes:
+    """What the kubelet's EventRecorder posts (plugins/kubelet/events.py)."""
+    meta = pod["metadata"]
+    stamp = _now()
+    ref = {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "resourceVersion": meta["resourceVersion"],
+        "fieldPath": "spec.containers{c}",
+    }
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
+            "involvedObject": ref,
+            "reason": "Started",
+            "message": "Started container c",
+            "type": "Normal",
+            "source": {"component": "kubelet", "host": f"node-{i % 100}"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "reportingComponent": "kubelet",
+            "reportingInstance": f"node-{i % 100}",
+        }
+    ).encode()
+
+
+async def scheduler_writes(url: str, ctx: ssl.SSLContext, token: str, pid: int, n: int, clients: int) -> None:
+    """Server CPU per request for the writes the scheduler benchmark is made of (issue #5):
+    POST pods, POST pods/binding, PATCH pods/status (merge patch), PUT leases, POST events,
+    each kind sent as its real client sends it, measured from the server's /proc CPU time."""
+    host, port = url.removeprefix("https://").rsplit(":", 1)
+
+    def conns(agent: str) -> list[LeanClient]:
+        return [LeanClient(host, int(port), ctx, token, agent) for _ in range(clients)]
+
+    admin = LeanClient(host, int(port), ctx, token)
+    ns = f"bench-{uuid.uuid4().hex[:6]}"
+    await admin.request("POST", "/api/v1/namespaces", json.dumps({"metadata": {"name": ns}}).encode())
+    await admin.request(
+        "POST", "/api/v1/namespaces", json.dumps({"metadata": {"name": "kube-node-lease"}}).encode()
+    )
+    pods: dict[str, dict[str, Any]] = {}
+    leases: dict[str, dict[str, Any]] = {}
+    n_leases = min(200, n)
+
+    async def phase(label: str, agent: str, items: list[Any], send: Any) -> None:
+        cs = conns(agent)
+        for c in cs:
+            await c.request("GET", "/version")
+        it = iter(items)
+        failures = 0
+
+        async def worker(c: LeanClient) -> None:
+            nonlocal failures
+            for item in it:
+                if not await send(c, item):
+                    failures += 1
+
+        (user0, sys0), t0 = cpu_split(pid), time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in cs))
+        wall = time.perf_counter() - t0
+        user1, sys1 = cpu_split(pid)
+        us = (user1 - user0 + sys1 - sys0) * 1e6 / len(items)
+        sys_us = (sys1 - sys0) * 1e6 / len(items)
+        for c in cs:
+            await c.close()
+        print(
+            f"  {label:<22} {us:7.0f} us server CPU/request ({sys_us:4.0f} system)   "
+            f"{len(items) / wall:6.0f} req/s" + (f"   ({failures} FAILED)" if failures else "")
+        )
+
+    async def create_pod(c: LeanClient, i: int) -> bool:
+        status, body = await c.request("POST", f"/api/v1/namespaces/{ns}/pods", bench_pod(f"p{i}", ns))
+        if status == 201:
+            pods[f"p{i}"] = json.loads(body)
+        return status == 201
+
+    async def bind(c: LeanClient, i: int) -> bool:
+        p = pods[f"p{i}"]
+        body = binding(f"p{i}", ns, p["metadata"]["uid"], f"node-{i % 100}")
+        status, _ = await c.request("POST", f"/api/v1/namespaces/{ns}/pods/p{i}/binding", body)
+        return status == 201
+
+    async def patch_status(c: LeanClient, i: int) -> bool:
+        path = f"/api/v1/namespaces/{ns}/pods/p{i}/status"
+        status, body = await c.request(
+            "PATCH", path, status_patch(pods[f"p{i}"], i), "application/merge-patch+json"
+        )
+        if status == 200:
+            pods[f"p{i}"] = json.loads(body)
+        return status == 200
+
+    lease_path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+    async def create_lease(c: LeanClient, i: int) -> bool:
+        name = f"bench-node-{ns}-{i}"
+        spec = {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": _micro_now()}
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": spec}
+        body["metadata"] = {"name": name, "namespace": "kube-node-lease"}
+        status, data = await c.request("POST", lease_path, json.dumps(body).encode())
+        if status == 201:
+            leases[name] = json.loads(data)
+        return status == 201
+
+    async def renew_lease(c: LeanClient, i: int) -> bool:
+        name = f"bench-node-{ns}-{i % n_leases}"
+        lease = leases[name]
+        lease["spec"]["renewTime"] = _micro_now()
+        lease["spec"]["holderIdentity"] = name
+        status, data = await c.request("PUT", f"{lease_path}/{name}", json.dumps(lease).encode())
+        if status == 200:
+            leases[name] = json.loads(data)
+        return status == 200
+
+    async def post_event(c: LeanClient, i: int) -> bool:
+        status, _ = await c.request(
+            "POST", f"/api/v1/namespaces/{ns}/events", kubelet_event(pods[f"p{i}"], i)
+        )
+        return status == 201
+
+    idle0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(3)
+    idle = (cpu_seconds(pid) - idle0) / (time.perf_counter() - t0)
+    print(
+        f"scheduler benchmark writes ({n} each, {clients} clients; server idle {idle * 100:.1f}% of a core):"
+    )
+    await phase("POST pods", "bench", list(range(n)), create_pod)
+    await phase("POST pods/binding", "kybern-scheduler", list(range(n)), bind)
+    await phase("PATCH pods/status", "kybern-kubelet", list(range(n)), patch_status)
+    await phase("  (2nd, same fields)", "kybern-kubelet", list(range(n)), patch_status)
+    for i in range(n_leases):
+        await create_lease(admin, i)
+    await phase("PUT leases", "kybern-kubelet", list(range(n)), renew_lease)
+    await phase("POST events", "kybern-kubelet", list(range(n)), post_event)
+    await admin.close()
+
+
 def ms(v: float) -> str:
     return f"{v * 1000:.1f} ms"
 
@@ -338,6 +584,13 @@ async def main() -> None:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         async with aiohttp.ClientSession(connector=conn, headers=headers) as session:
             await creates(session, url, 4, 200)  # warm up: connections, code paths, caches
+            if "--writes-only" in sys.argv:
+                n = int(os.environ.get("KYBERN_BENCH_WRITES", "2000"))
+                print(f"(server pid {proc.pid})", flush=True)
+                await scheduler_writes(url, ctx, token, proc.pid, n, 8)
+                await scheduler_writes(url, ctx, token, proc.pid, n, 8)
+                print(f"(load {os.getloadavg()[0]:.1f} at the end ({load0:.1f} at the start))")
+                return
             for clients, total in ((1, 2000), (16, 4000)):
                 for client in ("aiohttp", "lean"):
                     cpu0, me0 = cpu_seconds(proc.pid), time.process_time()
@@ -365,6 +618,7 @@ async def main() -> None:
                     f"p99 {ms(pct(lat, 99))}  (from create request start, {len(lat)} events)"
                 )
             await local_path(base, url, token)
+            await scheduler_writes(url, ctx, token, proc.pid, 2000, 8)
             print(
                 f"(machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at the end "
                 f"({load0:.1f} at the start), SQLite, "
