@@ -279,9 +279,9 @@ class ComponentProcess:
                 await reader.read()  # EOF: the child exited (or closed its end)
             code = await proc.wait()
         finally:
-            writer.close()
             if proc.returncode is None:  # cancelled: never leave the child behind
                 await self._terminate(proc)
+            writer.close()
         return exit_reason(code)
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:

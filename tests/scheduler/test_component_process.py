@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kybern.components import KNOWN_COMPONENTS
 from support.cli import KYBERN, assert_one_line_error, run_kybern
 from support.cluster import Server, running_server
 
-from .kube import apply, make_nodes, namespace, placement, pod_manifest, wait_for
+from .kube import MOST_ALLOCATED_CONFIG, apply, make_nodes, namespace, placement, pod_manifest, wait_for
 
 #: everything off but the API server and the scheduler
 SCHEDULER_ONLY: tuple[str, ...] = tuple(
@@ -126,19 +127,53 @@ def test_the_child_stops_when_its_server_is_killed(tmp_path: Path) -> None:
 def test_bad_component_input_is_one_line(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig.yaml"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
-    assert_one_line_error(run_kybern("component", "nonsense", "--data-dir", str(tmp_path)), "'nonsense'")
-    assert_one_line_error(run_kybern("component", "apiserver", "--data-dir", str(tmp_path)), "apiserver")
-    assert_one_line_error(run_kybern("component", "kubelet", "--data-dir", str(tmp_path)), "kybern agent")
-    assert_one_line_error(run_kybern("component", "scheduler"), "no kubeconfig")
-    assert_one_line_error(
-        run_kybern("component", "scheduler", "--kubeconfig", str(kubeconfig)), "current-context"
-    )
-    assert_one_line_error(
-        run_kybern("component", "scheduler", "--kubeconfig", str(tmp_path / "missing.yaml")), "missing.yaml"
-    )
-    assert_one_line_error(run_kybern("component", "scheduler", "--data-dir", str(tmp_path)), "admin token")
-    for name in ("apiserver", "nonsense"):
-        result = run_kybern(
-            "server", "--data-dir", str(tmp_path / "data"), "--component-process", name, *SCHEDULER_ONLY
+    data = str(tmp_path / "data")
+    cases = {  # command line -> what its one error line names
+        ("component", "nonsense", "--data-dir", data): "'nonsense'",
+        ("component", "apiserver", "--data-dir", data): "apiserver",
+        ("component", "kubelet", "--data-dir", data): "kybern agent",
+        ("component", "scheduler"): "no kubeconfig",
+        ("component", "scheduler", "--kubeconfig", str(kubeconfig)): "current-context",
+        ("component", "scheduler", "--data-dir", data): "admin token",
+        ("server", "--data-dir", data, "--component-process", "apiserver", *SCHEDULER_ONLY): "apiserver",
+    }
+    # each is a fresh interpreter loading every plugin: run them side by side
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(zip(cases, pool.map(lambda args: run_kybern(*args), cases), strict=True))
+    for args, fragment in cases.items():
+        assert_one_line_error(results[args], fragment)
+
+
+def test_scheduler_and_controller_manager_children_get_the_server_options(tmp_path: Path) -> None:
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(MOST_ALLOCATED_CONFIG)  # a second profile: bin-packing
+    keep = ("apiserver", "scheduler", "controller-manager")
+    args = [a for name in KNOWN_COMPONENTS if name not in keep for a in ("--disable", name)]
+    args += ["--component-process", "scheduler", "--component-process", "controller-manager"]
+    with running_server(tmp_path, *args, "--scheduler-config", str(config)) as server:
+        ns = namespace(server, "both")
+        make_nodes(server, {"name": "both-n", "cpu": "2"})
+        template = pod_manifest("x", ns, labels={"app": "web"}, schedulerName="bin-packing")
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": template["spec"]},
+            },
+        }
+        apply(server, [deployment])
+        # the controller manager's ReplicaSet makes the pods, the bin-packing profile (only in
+        # --scheduler-config) binds them: both children got what the server was given
+        wait_for(
+            "2 deployment pods bound",
+            lambda: sorted(placement(server, ns).values()) == ["both-n", "both-n"],
+            timeout=60,
         )
-        assert_one_line_error(result, name)
+        statuses = server.kubectl(
+            "get", "componentstatuses", "-o", "jsonpath={.items[*].conditions[0].status}"
+        )
+        assert statuses.stdout.split() == ["True", "True", "True"]
+        assert len(children(server.process.pid)) == 2
