@@ -80,6 +80,17 @@ def with_nominated(node: NodeInfo, pod: PodInfo, waiting: list[PodInfo] | None) 
     return clone
 
 
+def _ring_slice(nodes: list[NodeInfo], lo: int, hi: int) -> list[NodeInfo]:
+    """``nodes[lo:hi]`` with indices past the end wrapping around (0 <= lo <= hi < 2 * len),
+    as list slices: the rotating start of kube's node search without a Python loop per node."""
+    total = len(nodes)
+    if hi <= total:
+        return nodes[lo:hi]
+    if lo >= total:
+        return nodes[lo - total : hi - total]
+    return nodes[lo:] + nodes[: hi - total]
+
+
 class Profile:
     """A profile's enabled plugin functions per extension point, in order."""
 
@@ -185,7 +196,7 @@ class Profile:
         while processed < total and len(feasible) < want:
             # ask for what is still missing (plus a little): one pass when most nodes fit
             end = min(processed + max(want - len(feasible) + MIN_CHUNK, MIN_CHUNK), total)
-            chunk = [nodes[(start + i) % total] for i in range(processed, end)]
+            chunk = _ring_slice(nodes, start + processed, start + end)
             processed = end
             if nominated:
                 chunk = [with_nominated(n, pod, nominated.get(n.name)) for n in chunk]
@@ -210,7 +221,7 @@ class Profile:
         for name, fn in self.points["preScore"]:
             if fn(state=state, pod=pod, nodes=feasible) == SKIP:
                 skipped.add(name)
-        totals = dict.fromkeys([n.name for n in feasible], 0.0)
+        answers: list[tuple[dict[str, float], int]] = []
         for name, fn in self.points["score"]:
             if name in skipped:
                 continue
@@ -220,7 +231,14 @@ class Profile:
             normalize = self.normalize.get(name)
             if normalize is not None:
                 normalize(state=state, pod=pod, scores=scores)
-            weight = self.weights.get(name, 1)
+            answers.append((scores, self.weights.get(name, 1)))
+        if len(answers) == 1 and len(answers[0][0]) == len(feasible):
+            # one plugin had an opinion (the default profile on untainted nodes): its scores,
+            # scaled by its weight, are the totals; no per-node sum in Python
+            scores, weight = answers[0]
+            return scores if weight == 1 else {n: v * weight for n, v in scores.items()}
+        totals = dict.fromkeys([n.name for n in feasible], 0.0)
+        for scores, weight in answers:
             for node_name, value in scores.items():
                 if node_name in totals:
                     totals[node_name] += value * weight

@@ -63,8 +63,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: KYBERN_BENCH_SCHEDULER_PROFILE=FILE: the scheduler runs in a `kybern component` process this
+#: script starts under cProfile (stats written when it stops)
+SCHED_PROFILE = os.environ.get("KYBERN_BENCH_SCHEDULER_PROFILE")
+
+
+def start_profiled_scheduler(base: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).parent / "kybern"
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cProfile", "-o", str(SCHED_PROFILE), str(exe)),
+            *("--log-level", "WARNING", "component", "scheduler", "--data-dir", str(base / "data")),
+            *("--scheduler-config", str(base / "scheduler.yaml")),
+        ],
+        stdout=open(base / "scheduler.log", "wb"),
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def start_server(
-    base: Path, gc_threshold: str | None = None
+    base: Path, gc_threshold: str | None = None, scheduler_process: bool = True
 ) -> tuple[subprocess.Popen[bytes], HttpApiClient]:
     port = free_port()
     data = base / "data"
@@ -99,6 +118,9 @@ def start_server(
             "--scheduler-config",
             str(config),
             *disable,
+            # the scheduler in its own process: the API server's GIL gets a core to itself
+            *(["--component-process", "scheduler"] if scheduler_process and not SCHED_PROFILE else []),
+            *(["--disable", "scheduler"] if SCHED_PROFILE else []),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -568,14 +590,19 @@ async def packing(client: HttpApiClient, nodes: int, pods: int) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="kybern-bench-sched-"))
-    proc, client = start_server(base, args.gc_threshold)
+    proc, client = start_server(base, args.gc_threshold, not args.in_process_scheduler)
     agent: subprocess.Popen[bytes] | None = None
+    scheduler: subprocess.Popen[bytes] | None = None
     try:
         decisions_only(args.nodes, min(args.pods, 5000))
         await wait_ready(client)
+        if SCHED_PROFILE:
+            scheduler = start_profiled_scheduler(base)
         if args.hollow:
             agent = start_hollow_nodes(base, client, args.nodes)
         load = Load(client, proc.pid, agent.pid if agent is not None else None)
+        if scheduler is not None:
+            load.pids["scheduler process"] = scheduler.pid
         data = base / "data"
         await throughput(
             client,
@@ -594,14 +621,15 @@ async def main(args: argparse.Namespace) -> None:
             await api_ceiling(client, args.ceiling, args.concurrency, node)
     finally:
         await client.close()
-        for process in (agent, proc):
+        for process in (scheduler, agent, proc):
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        if agent is not None:
-            try:
-                agent.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+        for process in (scheduler, agent):
+            if process is not None:
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -626,6 +654,11 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--ceiling", type=int, default=1000, help="pods for the API-server-alone figure (0: skip)"
+    )
+    parser.add_argument(
+        "--in-process-scheduler",
+        action="store_true",
+        help="run the scheduler inside the API server's process (default: its own, --component-process)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the server's data dir and log")
     parser.add_argument(
