@@ -54,6 +54,8 @@ BACKOFF_MAX = 30.0
 BACKOFF_RESET = 60.0
 #: how long a child gets between SIGTERM and SIGKILL when the server stops
 STOP_GRACE = 10.0
+#: how long a child may take to start its components before it is killed and restarted
+READY_TIMEOUT = 120.0
 READY = b"ready\n"
 
 
@@ -248,6 +250,9 @@ class ComponentProcess:
                 reason = await self._run_once()
             except OSError as exc:
                 reason = f"could not start: {exc.strerror or exc}"
+            except Exception as exc:  # a bug here must not end the supervision
+                log.exception("supervising the {} process failed", self.name)
+                reason = f"could not be supervised: {exc}"
             if self.ctx.stopping.is_set():
                 return
             if loop.time() - began >= BACKOFF_RESET:
@@ -271,17 +276,26 @@ class ComponentProcess:
         finally:
             theirs.close()
         log.info("started {} process (pid {})", self.name, proc.pid)
-        reader, writer = await asyncio.open_connection(sock=ours)
+        writer: asyncio.StreamWriter | None = None
         try:
-            if await reader.readline() == READY:
+            reader, writer = await asyncio.open_connection(sock=ours)
+            try:
+                ready = await asyncio.wait_for(reader.readline(), READY_TIMEOUT) == READY
+            except TimeoutError:  # hung on start: a liveness failure, in kubelet's terms
+                await self._terminate(proc)
+                return f"did not start its components in {READY_TIMEOUT:.0f}s"
+            if ready:
                 log.info("{} runs in process {}", self.name, proc.pid)
                 self._state("ready", "ok")
                 await reader.read()  # EOF: the child exited (or closed its end)
             code = await proc.wait()
         finally:
-            if proc.returncode is None:  # cancelled: never leave the child behind
+            if proc.returncode is None:  # cancelled or failed: never leave the child behind
                 await self._terminate(proc)
-            writer.close()
+            if writer is not None:
+                writer.close()
+            else:
+                ours.close()
         return exit_reason(code)
 
     async def _terminate(self, proc: asyncio.subprocess.Process) -> None:
