@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import os
+import random
+import ssl
 import time
 from contextlib import suppress
 from typing import Any
@@ -37,6 +40,11 @@ RELIST_S = 2.0
 HOLLOW_CLUSTER_CIDR = "10.128.0.0/9"
 #: concurrent API writes of the batched loops
 BATCH = 32
+#: the lease renewal's jitter factor (the kubelet's lease controller: wait.JitterUntil with 0.04)
+LEASE_JITTER = 0.04
+#: a periodic loop wakes at most this often and runs every node then due: a thousand nodes
+#: spread over a 10 s period cost 20 wake-ups a second, not a thousand
+TICK_S = 0.05
 #: overrides the node's number of pods starting at once (see NodeAgent.start_slots); the
 #: start-up benchmark measures a few values this way
 START_SLOTS_ENV = "KYBERN_KUBELET_START_SLOTS"
@@ -144,7 +152,7 @@ class Kubelet:
             await ensure_storage_class(self.api)
         try:
             await self.api.list("namespaces", limit=1)
-        except aiohttp.ClientConnectorCertificateError:
+        except (aiohttp.ClientConnectorCertificateError, ssl.SSLCertVerificationError):
             raise ConfigurationError(
                 f"cannot verify the certificate of {self.ctx.config.server_url}: pass --server-ca with "
                 "the server's DATA_DIR/tls/ca.crt"
@@ -163,7 +171,8 @@ class Kubelet:
         self._tasks = [
             asyncio.create_task(self._watch_pods(), name="kubelet-pod-watch"),
             asyncio.create_task(
-                self._every(LEASE_RENEW_S, lambda n: n.renew_lease(), "renewing lease"), name="kubelet-leases"
+                self._every(LEASE_RENEW_S, lambda n: n.renew_lease(), "renewing lease", jitter=LEASE_JITTER),
+                name="kubelet-leases",
             ),
             asyncio.create_task(
                 self._every(STATUS_CHECK_S, lambda n: n.update_status(), "updating status"),
@@ -209,11 +218,40 @@ class Kubelet:
 
         await asyncio.gather(*(one(n) for n in list(self.nodes.values())))
 
-    async def _every(self, period: float, fn: Any, what: str, quiet: bool = False) -> None:
-        while True:
-            started = time.monotonic()
-            await self._for_all(fn, what, quiet)
-            await asyncio.sleep(max(period - (time.monotonic() - started), 0.1))
+    async def _every(
+        self, period: float, fn: Any, what: str, quiet: bool = False, jitter: float = 0.0
+    ) -> None:
+        """Run ``fn`` for every node once a period, each node on its own schedule: the first
+        runs are spread evenly over one period and each next one is due a period (stretched
+        by up to ``jitter`` of it, as wait.JitterUntil does) after the last one finished.
+        A thousand hollow nodes then renew their leases ~100 a second, as a thousand real
+        kubelets started at different times would, not in one burst every 10 s that holds up
+        the API server's other requests."""
+        nodes = list(self.nodes.values())
+        start = time.monotonic()
+        due = [(start + period * i / len(nodes), i) for i in range(len(nodes))]
+        heapq.heapify(due)
+
+        async def one(index: int) -> None:
+            node = nodes[index]
+            try:
+                await fn(node)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                (log.debug if quiet else log.warning)("node {}: {} failed: {}", node.name, what, exc)
+            finish = time.monotonic()
+            heapq.heappush(due, (finish + period * (1.0 + jitter * random.random()), index))
+
+        while due:
+            wait = due[0][0] - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(max(wait, TICK_S))
+            now = time.monotonic()
+            batch: list[int] = []
+            while due and due[0][0] <= now + TICK_S and len(batch) < BATCH:
+                batch.append(heapq.heappop(due)[1])
+            await asyncio.gather(*(one(i) for i in batch))
 
     # ------------------------------------------------------------------ the pod watch
 

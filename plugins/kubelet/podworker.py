@@ -75,6 +75,26 @@ def _has_file_volumes(pod: dict[str, Any]) -> bool:
     return any(any(k in v for k in kinds) for v in (pod.get("spec") or {}).get("volumes") or [])
 
 
+#: the metadata a sync pass depends on (the kubelet's podsDifferSemantically compares these
+#: and the spec)
+_SYNC_META = ("uid", "labels", "annotations", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def _same_but_status(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    if old.get("spec") != new.get("spec"):
+        return False
+    a, b = old.get("metadata") or {}, new.get("metadata") or {}
+    return all(a.get(k) == b.get(k) for k in _SYNC_META)
+
+
+def _latest_exited(containers: list[ContainerStatus]) -> bool:
+    latest: dict[str, ContainerStatus] = {}
+    for c in containers:
+        if c.name not in latest or c.attempt > latest[c.name].attempt:
+            latest[c.name] = c
+    return any(c.state == "exited" for c in latest.values())
+
+
 class StartupTrace:
     """Where the first start of a pod went, step by step (like the kubelet's pod startup
     latency tracker): logged once, when the pod is first reported running. The benchmark
@@ -157,7 +177,13 @@ class PodWorker:
                 await self._task
 
     def update(self, pod: dict[str, Any]) -> None:
+        old = self.pod
         self.pod = pod
+        status = pod.get("status")
+        if _same_but_status(old, pod) and (status == self._written or status == old.get("status")):
+            # the echo of our own status write (or a change nothing here depends on): the
+            # kubelet's pod config hands such updates on as a reconcile, not a sync
+            return
         self.wake()
 
     def mark_deleted(self) -> None:
@@ -268,8 +294,7 @@ class PodWorker:
                 self.sandbox = None
                 self.wake()
                 return
-            for c in containers:
-                self._attempts[c.name] = max(self._attempts.get(c.name, -1), c.attempt)
+            self._count_attempts(containers)
             if not held and self._needs_start(spec, containers):
                 await slot.enter_async_context(self.node.start_slots)
                 self._mark("slot")
@@ -277,9 +302,18 @@ class PodWorker:
         if changed:
             containers = await rt.list_containers(self.uid)
             self._saw(containers)
+            self._count_attempts(containers)  # a new sandbox must know them before any next pass
             self._mark("list")
+            if _latest_exited(containers):
+                # it ended before this look, so the relist will not see it change: one more
+                # pass acts on it (restart, back-off, the next init container)
+                self.wake()
         self._sync_probes(spec, containers)
         await self._write_status(containers, sandbox_ready=True)
+
+    def _count_attempts(self, containers: list[ContainerStatus]) -> None:
+        for c in containers:
+            self._attempts[c.name] = max(self._attempts.get(c.name, -1), c.attempt)
 
     def _sandbox_spec(self) -> SandboxSpec:
         spec = self.pod.get("spec") or {}
@@ -595,17 +629,21 @@ class PodWorker:
             return
         patch: dict[str, Any] = {k: None for k in old if k not in status and k not in ("nominatedNodeName",)}
         patch.update(status)
+        # known before the answer: the watch may bring the write's echo first (see update)
+        written, self._written = self._written, status
         try:
             updated = await self.node.api.patch(
                 "pods", self.name, {"status": patch}, namespace=self.namespace, subresource="status"
             )
-        except ApiError as exc:
-            if exc.not_found:
+        except BaseException as exc:
+            self._written = written
+            if isinstance(exc, ApiError) and exc.not_found:
                 return
             raise
-        self._written = status
         if (updated.get("metadata") or {}).get("uid") == self.uid:
             self.pod = {**self.pod, "status": updated.get("status") or status}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            self.wake()  # the next pass stops the sandbox (the write's echo no longer wakes us)
         if self._trace is not None:
             self._trace.mark("status")
             if status.get("phase") != "Pending":
