@@ -338,7 +338,9 @@ def _empty(value: Any) -> bool:
 def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item: bool) -> None:
     """structured-merge-diff's Compare: leaves added/modified/removed, plus added/removed
     map and list nodes themselves (struct fields excepted, see the module docstring)."""
-    if lhs is None and rhs is None:
+    if lhs is None:
+        if rhs is not None:
+            _added(rhs, meta, path, res, item)
         return
     if lhs is rhs or (type(lhs) is type(rhs) and lhs == rhs):
         # identical subtrees hold no changes (the common case for most of an object)
@@ -388,6 +390,32 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
             res.added.add(path)
         elif rhs is None:
             res.removed.add(path)
+
+
+def _added(rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item: bool) -> None:
+    """:func:`_compare` of a value that is new (``lhs`` None), without the two-sided checks:
+    every leaf and every map or list node is added, except a struct that appears with content
+    (owned through its fields)."""
+    mode = _mode(rhs, meta)
+    if mode == "leaf" or not rhs:  # a leaf, or an empty map or list (compared as a leaf)
+        if path:
+            res.added.add(path)
+        return
+    if mode == "map":
+        for key, value in rhs.items():
+            if value is not None:
+                _added(value, _child_meta(meta, key), (*path, "f:" + key), res, False)
+        if path and (item or not _is_struct(meta)):
+            res.added.add(path)
+        return
+    item_meta = _item_meta(meta)
+    elements, items = _index_items(rhs, meta, mode)
+    for element in dict.fromkeys(elements):
+        value = items[element]
+        if value is not None:
+            _added(value, item_meta, (*path, element), res, True)
+    if path:
+        res.added.add(path)
 
 
 def _merge(live: Any, config: Any, meta: FieldMeta | None) -> Any:
@@ -507,7 +535,8 @@ def _with_named_fields(paths: set[Path]) -> set[Path]:
 
 @dataclass(slots=True)
 class _Entry:
-    fields: set[Path]
+    #: None until needed, when ``raw`` holds them (see :meth:`paths`)
+    fields: set[Path] | None
     api_version: str
     time: str | None
     #: the FieldsV1 the fields were parsed from, and how many paths it held: while the set
@@ -516,10 +545,44 @@ class _Entry:
     raw: Any = None
     raw_len: int = -1
 
+    def paths(self) -> set[Path]:
+        """The field set, parsed from ``raw`` on first use."""
+        if self.fields is None:
+            self.fields = fields_to_set(self.raw)
+            self.raw_len = len(self.fields)
+        return self.fields
+
+    def holds(self, path: Path) -> bool:
+        """``path in self.paths()``, answered from the FieldsV1 tree while it is not parsed."""
+        if self.fields is not None:
+            return path in self.fields
+        node = self.raw
+        last = len(path) - 1
+        for i, element in enumerate(path):
+            if not isinstance(node, dict) or element not in node:
+                return False
+            node = node[element]
+            if i < last and not (isinstance(node, dict) and node):
+                return False
+        # a member unless it is only the parent of other members
+        return not (isinstance(node, dict) and node) or "." in node
+
+    def nonempty(self) -> bool:
+        if self.fields is not None:
+            return bool(self.fields)
+        return any(k != "." for k in self.raw)
+
+    def encoded(self) -> Any:
+        """The FieldsV1 of the entry: the parsed one while the set has not changed."""
+        if self.fields is None or (self.raw is not None and len(self.fields) == self.raw_len):
+            return self.raw
+        return _encoded_fields(frozenset(self.fields))
+
 
 def _parse_managed(entries: Any, keep_raw: bool = False) -> dict[_Manager, _Entry]:
     """``keep_raw``: the entries are the stored object's, which this server encoded (so in
-    canonical form): an entry whose fields do not change is written back as it was."""
+    canonical form): an entry whose fields do not change is written back as it was, and its
+    field set is only parsed when a write touches it (see :meth:`_Entry.paths`)."""
     managers: dict[_Manager, _Entry] = {}
     if not isinstance(entries, list):
         return managers
@@ -535,14 +598,13 @@ def _parse_managed(entries: Any, keep_raw: bool = False) -> dict[_Manager, _Entr
             entry.get("subresource") or "",
         )
         raw = entry.get("fieldsV1")
-        fields = fields_to_set(raw)
         if key in managers:
-            managers[key].fields |= fields
+            managers[key].paths().update(fields_to_set(raw))
             managers[key].raw = None
         elif keep_raw and isinstance(raw, dict):
-            managers[key] = _Entry(fields, api_version, entry.get("time"), raw, len(fields))
+            managers[key] = _Entry(None, api_version, entry.get("time"), raw)
         else:
-            managers[key] = _Entry(fields, api_version, entry.get("time"))
+            managers[key] = _Entry(fields_to_set(raw), api_version, entry.get("time"))
     return managers
 
 
@@ -560,7 +622,7 @@ def _epoch(time: str | None) -> int:
 def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
     """Entries in kube's order: operation, time, manager, apiVersion, subresource."""
     ordered = sorted(
-        ((k, e) for k, e in managers.items() if e.fields),
+        ((k, e) for k, e in managers.items() if e.nonempty()),
         key=lambda pair: (
             pair[0].operation,
             _epoch(pair[1].time),
@@ -569,17 +631,7 @@ def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
             pair[0].subresource,
         ),
     )
-    return [
-        _entry_dict(
-            key,
-            entry.api_version,
-            entry.time,
-            entry.raw
-            if entry.raw is not None and len(entry.fields) == entry.raw_len
-            else _encoded_fields(frozenset(entry.fields)),
-        )
-        for key, entry in ordered
-    ]
+    return [_entry_dict(key, entry.api_version, entry.time, entry.encoded()) for key, entry in ordered]
 
 
 def _encoded_fields(paths: frozenset[Path]) -> dict[str, Any]:
@@ -735,18 +787,20 @@ def track_update(
     api_version = new.get("apiVersion") or (old or {}).get("apiVersion") or ""
     key = _Manager(manager, operation, api_version if operation == "Update" else "", subresource)
     for other, entry in managers.items():
-        entry.fields -= removed
-        if other != key:
-            entry.fields -= changed
+        # (an entry none of these paths are in stays as it was, unparsed)
+        if any(map(entry.holds, removed)):
+            entry.paths().difference_update(removed)
+        if other != key and any(map(entry.holds, changed)):
+            entry.paths().difference_update(changed)
     if changed:
         entry = managers.get(key)
         if entry is None:
             managers[key] = _Entry(set(changed), api_version, now)
         else:
-            size = len(entry.fields)
-            entry.fields |= changed
-            if len(entry.fields) != size:  # grown (and perhaps shrunk before): render it again
-                entry.raw = None
+            if not all(map(entry.holds, changed)):
+                fields = entry.paths()
+                fields |= changed
+                entry.raw = None  # grown (and perhaps shrunk before): render it again
             entry.api_version = api_version
             entry.time = now
     _store_managed(new, managers)
@@ -842,11 +896,11 @@ def server_side_apply(
     previous = managers.get(key)
     managers[key] = _Entry(applied_set, api_version, previous.time if previous else None)
 
-    if previous is not None and previous.fields and not previous.fields <= applied_set:
+    if previous is not None and previous.paths() and not previous.paths() <= applied_set:
         owned: set[Path] = set()
         for entry in managers.values():
-            owned |= entry.fields
-        stale = _with_named_fields(previous.fields) - _with_named_fields(owned)
+            owned |= entry.paths()
+        stale = _with_named_fields(previous.paths()) - _with_named_fields(owned)
         if stale:
             # the merge shares untouched subtrees with ``base``, which must stay as it was
             merged = _clone(merged)
@@ -869,7 +923,7 @@ def server_side_apply(
         for other in sorted(managers, key=_Manager.sort_key):
             if other == key:
                 continue
-            clashing = managers[other].fields & changed
+            clashing = managers[other].paths() & changed
             conflicts.extend(
                 (other, p) for p in sorted(clashing, key=lambda p: tuple(map(_element_order, p)))
             )
@@ -882,8 +936,7 @@ def server_side_apply(
                 raise ApplyConflictError(conflicts)
         for other, entry in managers.items():
             if other != key:
-                entry.fields -= changed
-                entry.fields -= removed
+                entry.paths().difference_update(changed, removed)
         changed_object = not _equal(base, merged)
     else:
         changed_object = True

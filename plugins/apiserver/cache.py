@@ -222,7 +222,7 @@ class WatchCache:
         self._relist_task: asyncio.Future[None] | None = None
         #: (key, revision) -> JSON of objects this server just wrote, so the store event that
         #: follows needs no decode and re-encode (see :meth:`prime`)
-        self._primed: dict[tuple[str, int], bytes] = {}
+        self._primed: dict[tuple[str, int], tuple[bytes, dict[str, Any] | None]] = {}
         #: whether the loop takes the store watch's events itself (see _follow)
         self._loop_takes = False
         self._drain_scheduled = False
@@ -405,14 +405,16 @@ class WatchCache:
             await asyncio.sleep(1)
             self._relist_task = asyncio.ensure_future(self._relist())
 
-    def prime(self, key: str, rev: int, raw: bytes) -> None:
+    def prime(self, key: str, rev: int, raw: bytes, obj: dict[str, Any] | None = None) -> None:
         """The served JSON of an object this server wrote at ``rev`` (exactly what decoding the
-        stored value and setting its resourceVersion gives), for the event still to come."""
+        stored value and setting its resourceVersion gives), for the event still to come; and
+        ``obj``, the object ``raw`` encodes (which nobody changes any more), so that a watch
+        with a selector need not decode ``raw`` again."""
         if rev <= self.revision:
             return  # the event came first (it was decoded)
         if len(self._primed) >= 10_000:  # events lost with a store watch: never grow unbounded
             self._primed.clear()
-        self._primed[(key, rev)] = raw
+        self._primed[(key, rev)] = (raw, obj)
 
     def _apply_batch(self, batch: list[Event]) -> None:
         primed = self._primed
@@ -420,12 +422,12 @@ class WatchCache:
             if ev.revision <= self.revision:
                 continue
             key = ev.kv.key
-            raw = primed.pop((key, ev.revision), None) if primed else None
+            written = primed.pop((key, ev.revision), None) if primed else None
             rc = self._cache_for_key(key)
             if rc is not None:
                 try:
-                    if raw is not None and ev.type is not EventType.DELETE:
-                        cur = CachedObject(key, None, raw, ev.revision)
+                    if written is not None and ev.type is not EventType.DELETE:
+                        cur = CachedObject(key, written[1], written[0], ev.revision)
                     else:
                         cur = decode_value(key, ev.kv.value, ev.revision)
                     prev = rc.objects.get(key)

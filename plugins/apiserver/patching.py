@@ -176,30 +176,20 @@ def _clone(value: Any) -> Any:
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, everything else replaces.
 
-    Neither input is modified; the result shares nothing with them (the target is copied
-    once, not once per patched level)."""
+    Neither input is modified. The result is new along the patched paths only: it shares the
+    target's untouched subtrees and the patch's values (callers copy or re-encode the result,
+    as the typed round trip of a PATCH does, before they change it)."""
     if not isinstance(patch, dict):
-        return _clone(patch)
-    result = _clone(target) if isinstance(target, dict) else {}
-    _merge_into(result, patch)
-    return result
-
-
-def _merge_into(result: dict, patch: dict) -> None:
-    """merge_patch onto ``result``, a private copy, in place."""
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
         elif isinstance(value, dict):
-            current = result.get(key)
-            if not isinstance(current, dict):
-                current = {}
-            _merge_into(current, value)
-            result[key] = current
-        elif isinstance(value, list):
-            result[key] = _clone(value)
+            result[key] = merge_patch(result.get(key), value)
         else:
             result[key] = value
+    return result
 
 
 # --------------------------------------------------------------------------- strategic merge patch

@@ -426,7 +426,8 @@ class Storage:
         meta.pop("resourceVersion", None)
         meta["resourceVersion"] = str(rev)
         opts.encoded = raw = encoded.with_rv(rev)
-        self.cache.prime(key, rev, raw)
+        # the cache may keep ``obj`` itself: callers only read (and encode) what a write returns
+        self.cache.prime(key, rev, raw, obj)
         self.cache.drain()
 
     # ----------------------------------------------------------------- update
