@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
+import typing
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from aiohttp import web
 from kybern.client import STATUS_REASONS
+from kybern.models import codec
 from kybern.plugins.apiserver import bodies, errors, tables
 from kybern.plugins.apiserver.app import json_response
 from kybern.plugins.apiserver.cache import CachedObject, decode_value
@@ -336,6 +339,64 @@ def _patch_sets_rv(body: bytes, content_type: str) -> bool:
     return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
 
 
+def _patches_status_only(rt: ResourceType, body: bytes, content_type: str) -> bool:
+    """Whether a (strategic) merge patch sets nothing but ``status`` (the kubelet's status
+    writes): the rest of the patched object is then the stored one, as typed as it was."""
+    if content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+        return False
+    if not rt.status_subresource or _status_model(rt) is None:
+        return False
+    try:
+        data = bodies.loads(body)
+    except Exception:
+        return False
+    return isinstance(data, dict) and data.keys() == {"status"} and isinstance(data["status"], dict)
+
+
+_STATUS_MODELS: dict[type, Any] = {}
+
+
+def _status_model(rt: ResourceType) -> Any:
+    """The model of the kind's ``status`` field (None when it has no struct there)."""
+    model = _STATUS_MODELS.get(rt.model, _UNSET)
+    if model is _UNSET:
+        model = None
+        for f in msgspec.structs.fields(rt.model):
+            if f.encode_name == "status":
+                args = [a for a in typing.get_args(f.type) or (f.type,) if a is not type(None)]
+                if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], msgspec.Struct):
+                    model = args[0]
+        _STATUS_MODELS[rt.model] = model
+    return model
+
+
+_UNSET: Any = object()
+
+
+def _typed_status(
+    rt: ResourceType, result: dict[str, Any], body: bytes, ct: str, mode: str, warnings: list[str]
+) -> dict[str, Any] | None:
+    """The typed round trip of a status-only patch's result, done on its status alone (a
+    status write keeps the rest of the stored object, which was typed when it was written).
+    None sends the patch down the general path: a type error is reported from there, with
+    the whole object's field paths."""
+    status = result.get("status")
+    model = _status_model(rt)
+    if not isinstance(status, dict) or model is None:
+        return None
+    try:
+        typed_status = bodies.from_model(codec.convert(status, model))
+        unknown = bodies.unknown_fields(status, model)
+    except Exception:
+        return None
+    problems = [f'duplicate field "{d}"' for d in bodies.duplicate_fields(body, ct)]
+    problems += [f'unknown field "status.{u}"' for u in unknown]
+    warnings[:] = bodies.check_field_validation(rt, problems, mode, patch=True)
+    typed = dict(result)
+    typed["status"] = typed_status
+    return typed
+
+
 def _patch_error(exc: Exception) -> errors.ApiStatusError:
     code = int(getattr(exc, "code", 400) or 400)
     message = str(getattr(exc, "message", None) or exc)
@@ -364,6 +425,7 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
     from kybern.plugins.apiserver import patching
 
     definition = definition_of(rt)
+    status_only = subresource == "status" and _patches_status_only(rt, body, ct)
 
     def transform(old: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -373,6 +435,10 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
         if not isinstance(result, dict):
             raise errors.bad_request("the patch does not produce an object")
         bodies.check_kind(rt, result)
+        if status_only:
+            typed = _typed_status(rt, result, body, ct, mode, warnings)
+            if typed is not None:
+                return typed
         problems = [f'unknown field "{u}"' for u in bodies.unknown_fields(result, rt.model)]
         if ct != "application/json-patch+json":
             problems = [f'duplicate field "{d}"' for d in bodies.duplicate_fields(body, ct)] + problems

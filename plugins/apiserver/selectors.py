@@ -125,10 +125,15 @@ def _getter(rt: ResourceType, field: str) -> Callable[[dict[str, Any]], str]:
         raise errors.bad_request(f"field label not supported: {field}")
 
     def get(o: dict[str, Any]) -> str:
+        # the kinds' getters read plain JSON as well as models (``dig``): asked first, the
+        # dict spares a conversion of the whole object per watch event and listed object
         try:
-            value = custom(msgspec.convert(o, rt.model))
-        except Exception:  # a getter failing on odd data selects nothing rather than a 500
-            return ""
+            value = custom(o)
+        except Exception:  # a getter written for the model only
+            try:
+                value = custom(msgspec.convert(o, rt.model))
+            except Exception:  # a getter failing on odd data selects nothing rather than a 500
+                return ""
         return "" if value is None else str(value)
 
     return get

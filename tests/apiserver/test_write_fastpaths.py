@@ -27,7 +27,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from kybern.pluginmanager import load_plugins
-from kybern.plugins.apiserver import apply, patching, storage
+from kybern.plugins.apiserver import apply, handlers_rest, patching, storage
 from kybern.plugins.apiserver.app import ApiServer
 from kybern.plugins.apiserver.auth import Tokens
 from kybern.plugins.apiserver.bodies import dumps
@@ -316,6 +316,7 @@ def _slow_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         storage.WatchCache, "prime", lambda self, key, rev, raw, obj=None: prime(self, key, rev, raw)
     )
+    monkeypatch.setattr(handlers_rest, "_status_model", lambda rt: None)
 
 
 def _normal(obj: dict[str, Any]) -> dict[str, Any]:
@@ -445,12 +446,32 @@ async def _scheduler_writes(tmp_path: Path) -> tuple[list[dict[str, Any]], list[
             got = await r.json()
             assert got == results[2 if "pods" in path else 5], "GET differs from the last write's response"
             results.append(got)
+        # odd status patches: an unknown field (a warning), a type error (a 400), nulls in lists
+        odd = [
+            {"status": {"phase": "Running", "bogus": 1, "conditions": [{"type": "Ready", "zzz": 2}]}},
+            {"status": {"phase": 5}},
+            {"status": {"hostIPs": [None], "qosClass": "BestEffort"}},
+        ]
+        for patch in odd:
+            r = await client.patch(
+                "/api/v1/namespaces/bench/pods/p0/status", data=json.dumps(patch), headers=kubelet
+            )
+            body = await r.json()
+            if r.status == 200:
+                body = _normal(body)
+            results.append({"code": r.status, "warnings": r.headers.getall("Warning", []), "body": body})
+        r = await client.patch(
+            "/api/v1/namespaces/bench/pods/p0/status?fieldValidation=Strict",
+            data=json.dumps(odd[0]),
+            headers=kubelet,
+        )
+        results.append({"code": r.status, "body": await r.json()})
         for _ in range(100):
-            if len(seen) >= 3:
+            if len(seen) >= 5:
                 break
             await asyncio.sleep(0.02)
         reader.cancel()
-        return [_normal(o) for o in results], seen
+        return [_normal(o) if "metadata" in o else o for o in results], seen
     finally:
         await client.close()
         srv.cache.stop()
@@ -468,15 +489,49 @@ def test_scheduler_writes_store_what_the_general_paths_store(
         _slow_paths(m)
         slow, slow_seen = asyncio.run(_scheduler_writes(tmp_path / "slow"))
     assert json.dumps(fast) == json.dumps(slow)
+    unknown, wrong_type, nulls, strict = fast[-4:]
+    assert unknown["code"] == 200 and len(unknown["warnings"]) == 2, unknown
+    assert 'unknown field \\"status.bogus\\"' in unknown["warnings"][1], unknown
+    assert wrong_type["code"] == 400 and "status.phase" in wrong_type["body"]["message"], wrong_type
+    assert nulls["code"] == 200 and nulls["body"]["status"]["hostIPs"] == [{}], nulls
+    assert strict["code"] == 400, strict
     pod_fields = [e["manager"] for e in fast[2]["metadata"]["managedFields"]]
     assert pod_fields == ["bench", "kybern-kubelet"], pod_fields
     status_entry = fast[2]["metadata"]["managedFields"][1]
     assert status_entry["subresource"] == "status"
     assert 'k:{"ip":"10.0.0.5"}' in status_entry["fieldsV1"]["f:status"]["f:podIPs"]
     assert "f:qosClass" not in status_entry["fieldsV1"]["f:status"]
-    lease_fields = fast[-1]["metadata"]["managedFields"]
+    lease_fields = fast[-5]["metadata"]["managedFields"]
     assert [e["manager"] for e in lease_fields] == ["kybern-kubelet"]
     assert "f:renewTime" in lease_fields[0]["fieldsV1"]["f:spec"]
-    # the bound pod enters the field-selected watch once, then changes in it
+    # the bound pod enters the field-selected watch once, then changes in it (the two status
+    # patches that change something, then two of the odd ones)
     assert fast_seen == slow_seen
-    assert [t for t, _, _ in fast_seen] == ["ADDED", "MODIFIED", "MODIFIED"], fast_seen
+    assert [t for t, _, _ in fast_seen] == ["ADDED"] + ["MODIFIED"] * 4, fast_seen
+
+
+def test_field_selector_getters_read_the_dict_as_the_model() -> None:
+    """Selectors ask the kinds' getters with the plain dict first: same values as the model."""
+    from kybern.models import codec
+
+    pm = load_plugins().manager
+    samples = [
+        {"spec": {"nodeName": "n1", "restartPolicy": "Never", "hostNetwork": True, "unschedulable": True}},
+        {"spec": {}, "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.2"}]}},
+        {"status": {"replicas": 3, "succeeded": 2, "phase": "Active", "nominatedNodeName": "n2"}},
+        {"involvedObject": {"kind": "Pod", "name": "p", "uid": "u"}, "reason": "R", "type": "Normal"},
+        {"source": {"component": "kubelet"}, "reportingComponent": "kubelet", "type": "kubernetes.io/tls"},
+        {},
+    ]
+    checked = 0
+    for rt in collect_resource_types(pm):
+        for field, getter in rt.field_selectors.items():
+            for sample in samples:
+                obj = {"apiVersion": rt.api_version, "kind": rt.kind, "metadata": {"name": "x"}, **sample}
+                try:
+                    model = codec.convert(obj, rt.model)
+                except Exception:
+                    continue  # not a shape of this kind
+                assert getter(obj) == getter(model), (rt.kind, field, sample)
+                checked += 1
+    assert checked > 20, checked
