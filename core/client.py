@@ -336,23 +336,25 @@ class _Transport:
 
     @staticmethod
     async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-        line = await reader.readline()
-        if not line:
-            raise _ResponseError("the server closed the connection", before_answer=True)
         try:
-            version, code_text = line.split(None, 2)[:2]
+            block = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            raise _ResponseError(
+                "the server closed the connection" if not exc.partial else "the answer ended in its headers",
+                before_answer=not exc.partial,
+            ) from None
+        except asyncio.LimitOverrunError:
+            raise _ResponseError("the answer's headers are too long", before_answer=False) from None
+        status_line, *fields = block[:-4].split(b"\r\n")
+        try:
+            version, code_text = status_line.split(None, 2)[:2]
             code = int(code_text)
         except ValueError:
-            raise _ResponseError(f"not an HTTP answer: {line[:80]!r}", before_answer=False) from None
+            raise _ResponseError(f"not an HTTP answer: {status_line[:80]!r}", before_answer=False) from None
         length: int | None = None
         chunked = False
         keep = version == b"HTTP/1.1"
-        while True:
-            line = await reader.readline()
-            if line in (b"\r\n", b"\n"):
-                break
-            if not line:
-                raise _ResponseError("the answer ended in its headers", before_answer=False)
+        for line in fields:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":

@@ -68,6 +68,11 @@ class EventRecorder:
             with suppress(asyncio.CancelledError):
                 await self._task
 
+    def full(self) -> bool:
+        """Whether an event emitted now would be dropped: callers skip building it (a burst
+        of pod starts on a thousand hollow nodes emits far more than the recorder may post)."""
+        return self._queue.full()
+
     def emit(self, host: str, ref: dict[str, Any], type_: str, reason: str, message: str) -> None:
         try:
             self._queue.put_nowait((host, ref, type_, reason, message))

@@ -230,6 +230,9 @@ class PodWorker:
     def _event(
         self, type_: str, reason: str, message: str, container: str | None = None, init: bool = False
     ) -> None:
+        if self.node.events.full():
+            log.debug("event queue full; dropping {} {}", reason, message)
+            return
         self.node.events.emit(self.node.name, pod_ref(self.pod, container, init), type_, reason, message)
 
     # ------------------------------------------------------------------ the sync pass
