@@ -319,7 +319,14 @@ async def update(srv: ApiServer, info: RequestInfo, subresource: str = "") -> we
     _check_name(rt, decoded.obj, t.name, t.namespace)
     explicit = bool((decoded.obj.get("metadata") or {}).get("resourceVersion"))
     obj, _ = await srv.storage.update(
-        rt, t.namespace, t.name, lambda old: decoded.obj, opts, precondition=explicit, copy_input=False
+        rt,
+        t.namespace,
+        t.name,
+        lambda old: decoded.obj,
+        opts,
+        precondition=explicit,
+        copy_input=False,
+        from_cache=True,  # a stale copy is retried from the store (Storage.update)
     )
     return _resp(opts.encoded or obj, 200, decoded.warnings)
 
@@ -448,7 +455,14 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
 
     # apply_patch never modifies the object it patches: it needs no private copy
     obj, _ = await srv.storage.update(
-        rt, t.namespace, t.name, transform, opts, precondition=_patch_sets_rv(body, ct), copy_input=False
+        rt,
+        t.namespace,
+        t.name,
+        transform,
+        opts,
+        precondition=_patch_sets_rv(body, ct),
+        copy_input=False,
+        from_cache=True,
     )
     return _resp(opts.encoded or obj, 200, warnings)
 

@@ -535,3 +535,64 @@ def test_field_selector_getters_read_the_dict_as_the_model() -> None:
                 assert getter(obj) == getter(model), (rt.kind, field, sample)
                 checked += 1
     assert checked > 20, checked
+
+
+async def _stale_cache_put(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'state.db'}", compact_interval=0)
+    pm = load_plugins().manager
+    srv = ApiServer(store, collect_resource_types(pm), pm, Tokens(admin="a", node="n"), {})
+    await srv.cache.start()
+    try:
+        rt = srv.registry.lookup("coordination.k8s.io", "v1", "leases")
+        assert rt is not None
+        opts = lambda: storage.WriteOptions(manager="kubelet")  # noqa: E731
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kube-node-lease"}}
+        ns_rt = srv.registry.lookup("", "v1", "namespaces")
+        assert ns_rt is not None
+        await srv.storage.create(ns_rt, None, ns, opts())
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "n1"}}
+        lease["spec"] = {"holderIdentity": "n1", "renewTime": "2026-01-01T00:00:00.000000Z"}
+        first = await srv.storage.create(rt, "kube-node-lease", copy.deepcopy(lease), opts())
+        key = srv.registry.key(rt, "kube-node-lease", "n1")
+
+        async def put(body: dict[str, Any]) -> dict[str, Any]:
+            """What handlers_rest.update does with a PUT body."""
+            obj, _ = await srv.storage.update(
+                rt,
+                "kube-node-lease",
+                "n1",
+                lambda old: body,
+                opts(),
+                precondition=True,
+                copy_input=False,
+                from_cache=True,
+            )
+            return obj
+
+        stale = srv.cache.cache_for(rt).objects[key]
+        second = await put({**first, "spec": {**first["spec"], "renewTime": "2026-01-01T00:00:01.000000Z"}})
+        rv2 = second["metadata"]["resourceVersion"]
+        # the cache is put back to the first version: a PUT naming the store's revision succeeds
+        srv.cache.cache_for(rt).objects[key] = stale
+        body = copy.deepcopy(second)
+        body["spec"]["renewTime"] = "2026-01-01T00:00:02.000000Z"
+        third = await put(body)
+        assert int(third["metadata"]["resourceVersion"]) > int(rv2)
+        assert third["spec"]["renewTime"] == "2026-01-01T00:00:02.000000Z"
+        # a PUT naming the revision the stale copy has is a 409, as it is against the store
+        srv.cache.cache_for(rt).objects[key] = stale
+        old_body = copy.deepcopy(first)
+        old_body["spec"]["renewTime"] = "2026-01-01T00:00:09.000000Z"
+        with pytest.raises(storage.errors.ApiStatusError) as exc:
+            await put(old_body)
+        assert exc.value.code == 409
+        got = await srv.storage.get(rt, "kube-node-lease", "n1")
+        assert got["spec"]["renewTime"] == "2026-01-01T00:00:02.000000Z"
+    finally:
+        srv.cache.stop()
+        srv.executor.shutdown(wait=False)
+        store.close()
+
+
+def test_put_from_a_stale_cache_behaves_as_from_the_store(tmp_path: Path) -> None:
+    asyncio.run(_stale_cache_put(tmp_path))
