@@ -146,47 +146,6 @@ def _strip_rv(obj: dict[str, Any]) -> bytes:
             meta["resourceVersion"] = rv
 
 
-@dataclass(slots=True)
-class _Encoded:
-    """An object's JSON in three pieces around its metadata, so the stored value (without
-    resourceVersion) and the response (with it, last in metadata, where decoding the stored
-    value puts it) come from one encoding of the object."""
-
-    head: bytes
-    meta: bytes
-    tail: bytes
-
-    def stored(self) -> bytes:
-        return b"".join((self.head, self.meta, self.tail))
-
-    def with_rv(self, rev: int) -> bytes:
-        rv = b'"resourceVersion":"%d"}' % rev
-        meta = b"{" + rv if self.meta == b"{}" else self.meta[:-1] + b"," + rv
-        return b"".join((self.head, meta, self.tail))
-
-
-def _encode(obj: dict[str, Any]) -> _Encoded:
-    """``obj`` (whose metadata is a dict) encoded without its resourceVersion."""
-    meta = obj["metadata"]
-    rv = meta.pop("resourceVersion", None)
-    try:
-        meta_json = dumps(meta)
-    finally:
-        if rv is not None:
-            meta["resourceVersion"] = rv
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    part = before
-    for k, v in obj.items():
-        if k == "metadata":
-            part = after
-        else:
-            part[k] = v
-    head = dumps(before)[:-1] + (b',"metadata":' if before else b'"metadata":')
-    tail = b"," + dumps(after)[1:] if after else b"}"
-    return _Encoded(head, meta_json, tail)
-
-
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     out = dict(obj)
     meta = dict(out.get("metadata") or {})
@@ -400,9 +359,8 @@ class Storage:
             return obj
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
-            encoded = _encode(obj)
             try:
-                rev = await self.run_key(self.store.create, key, encoded.stored())
+                rev = await self.run_key(self.store.create, key, _strip_rv(obj))
                 break
             except KeyExistsError:
                 if not generated:
@@ -413,19 +371,17 @@ class Storage:
             raise errors.ApiStatusError(
                 500, "AlreadyExists", f"could not generate a free name from {meta['generateName']!r}"
             )
-        self._written(key, obj, rev, opts, encoded)
+        self._written(key, obj, rev, opts)
         return obj
 
-    def _written(
-        self, key: str, obj: dict[str, Any], rev: int, opts: WriteOptions, encoded: _Encoded
-    ) -> None:
-        """Set the new resourceVersion and the object's JSON, for the response and the watch
-        cache. The resourceVersion goes last in metadata, where decoding the stored value puts
-        it, so both see the same bytes."""
+    def _written(self, key: str, obj: dict[str, Any], rev: int, opts: WriteOptions) -> None:
+        """Set the new resourceVersion and encode the object once, for the response and the
+        watch cache. The resourceVersion goes last in metadata, where decoding the stored value
+        puts it, so both see the same bytes."""
         meta = obj["metadata"]
         meta.pop("resourceVersion", None)
         meta["resourceVersion"] = str(rev)
-        opts.encoded = raw = encoded.with_rv(rev)
+        opts.encoded = raw = dumps(obj)
         # the cache may keep ``obj`` itself: callers only read (and encode) what a write returns
         self.cache.prime(key, rev, raw, obj)
         self.cache.drain()
@@ -595,15 +551,14 @@ class Storage:
                     self.cache.drain()
                     new_meta["resourceVersion"] = str(last.mod_revision)
                     return new, False
-                encoded = _encode(new)
-                rev = await self.run_key(self.store.update, key, encoded.stored(), kv.mod_revision)
+                rev = await self.run_key(self.store.update, key, _strip_rv(new), kv.mod_revision)
             except ConflictError:
                 if precondition and not stale_ok:
                     raise errors.conflict(rt, name) from None
                 continue
             except KeyNotFoundError:
                 continue
-            self._written(key, new, rev, opts, encoded)
+            self._written(key, new, rev, opts)
             return new, False
         raise errors.conflict(rt, name)
 
