@@ -93,6 +93,9 @@ class ComponentSpec:
     roles: frozenset[str] = frozenset({"server"})
     #: start order: lower first (store users before API clients)
     order: int = 50
+    #: works on the store itself, so only in the API server's process (never as a
+    #: ``kybern component`` process)
+    needs_store: bool = False
     description: str = ""
 
     def matches(self, name: str) -> bool:
@@ -137,6 +140,10 @@ def select_components(
     return sorted(chosen, key=lambda s: (s.order, s.name))
 
 
+def _runs_apart(spec: ComponentSpec) -> bool:
+    return "server" in spec.roles and spec.name != "apiserver" and not spec.needs_store
+
+
 def select_named(specs: Iterable[ComponentSpec], names: Iterable[str]) -> list[ComponentSpec]:
     """The server components ``names`` (for ``kybern component``), in start order.
 
@@ -150,9 +157,11 @@ def select_named(specs: Iterable[ComponentSpec], names: Iterable[str]) -> list[C
         if name == "apiserver":
             raise ConfigurationError("the apiserver cannot run as a component: it is `kybern server` itself")
         if spec is None:
-            offered = sorted(n for n, s in by_name.items() if "server" in s.roles and n != "apiserver")
+            offered = sorted(n for n, s in by_name.items() if _runs_apart(s))
             raise ConfigurationError(f"unknown component {name!r}; server components: {', '.join(offered)}")
         if "server" not in spec.roles:
             raise ConfigurationError(f"{name} is a node component: it runs in `kybern agent`")
+        if spec.needs_store:
+            raise ConfigurationError(f"{name} works on the store: it runs only in `kybern server` itself")
         chosen.append(spec)
     return sorted(chosen, key=lambda s: (s.order, s.name))

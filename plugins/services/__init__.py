@@ -32,6 +32,7 @@ def kybern_components() -> list[ComponentSpec]:
             factory=_factory,
             roles=frozenset({"server"}),
             order=5,  # before the API server creates default/kubernetes
+            needs_store=True,
             description="ClusterIP/NodePort reservations in the store (atomic across API servers)",
         )
     ]

@@ -132,6 +132,7 @@ def test_bad_component_input_is_one_line(tmp_path: Path) -> None:
         ("component", "nonsense", "--data-dir", data): "'nonsense'",
         ("component", "apiserver", "--data-dir", data): "apiserver",
         ("component", "kubelet", "--data-dir", data): "kybern agent",
+        ("component", "service-allocation", "--data-dir", data): "store",
         ("component", "scheduler"): "no kubeconfig",
         ("component", "scheduler", "--kubeconfig", str(kubeconfig)): "current-context",
         ("component", "scheduler", "--data-dir", data): "admin token",
