@@ -1,0 +1,90 @@
+"""What hollow nodes ask of the API server per pod: as a kubelet does for a pod without probes,
+one status write when the pod goes Running, and nothing more while it keeps running (the
+watch's echo of that write, relists and status checks cause no further requests). Counted from
+the server's ``apiserver_request_total``, so every client of the process is included."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.cli import require_plugins
+from support.cluster import Server
+
+from .nodes import Cluster, start_server
+
+PODS = 8
+
+
+@pytest.fixture(scope="module")
+def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    require_plugins("kubelet", "simulated")
+    base = tmp_path_factory.mktemp("hollow-requests")
+    server: Server = start_server(
+        base, None, None, "ignored", "--runtime", "simulated", "--nodes", "4",
+        "--node-name-prefix", "quiet-", "--cpu", "4", "--memory", "8Gi", "--pods", "20",
+    )  # fmt: skip
+    try:
+        yield Cluster(server)
+    finally:
+        server.stop()
+
+
+def _requests(cluster: Cluster) -> dict[str, float]:
+    """verb + resource[/subresource] -> count, over every code."""
+    counts: dict[str, float] = {}
+    for line in cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.rindex("}")].split(","))
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        key = f"{labels.get('verb')} {labels.get('resource')}"
+        if labels.get("subresource"):
+            key += f"/{labels['subresource']}"
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_one_status_write_per_running_pod(hollow: Cluster) -> None:
+    hollow.wait_for(
+        "4 Ready hollow nodes",
+        lambda: (
+            sum(
+                1
+                for n in hollow.json("get", "nodes")["items"]
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in n.get("status", {}).get("conditions") or []
+                )
+            )
+            == 4
+        ),
+    )
+    before = _requests(hollow)
+    path = Path(hollow.server.data_dir.parent / "quiet-pods.yaml")
+    path.write_text("\n---\n".join(
+        f"""apiVersion: v1
+kind: Pod
+metadata: {{name: q{i}}}
+spec:
+  nodeName: quiet-{i % 4}
+  containers: [{{name: app, image: example/app:1.0}}]"""
+        for i in range(PODS)
+    ))  # fmt: skip
+    hollow.kubectl("create", "-f", str(path))
+
+    def running() -> list | None:
+        pods = hollow.json("get", "pods")["items"]
+        ok = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+        return pods if len(ok) == PODS else None
+
+    hollow.wait_for(f"{PODS} Running pods", running)
+    # a few relists (2 s) and node status checks later, still nothing more was written
+    time.sleep(5)
+    after = _requests(hollow)
+    delta = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+    assert delta.get("PATCH pods/status") == PODS, delta
+    # the kubelet reads pods only through its watch: no GETs of single pods, no relists
+    assert "GET pods" not in delta, delta
