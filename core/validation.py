@@ -9,6 +9,7 @@ word it. The ``is_*`` helpers return lists of problem strings (empty means valid
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -128,7 +129,9 @@ _re = {
 }
 
 
+@functools.lru_cache(maxsize=16384)
 def _matches(name: str, value: str) -> bool:
+    """Cached: every write checks the same namespaces, label keys and values again."""
     return _re[name].fullmatch(value) is not None
 
 
