@@ -179,7 +179,10 @@ class Kubelet:
                 name="kubelet-node-status",
             ),
             asyncio.create_task(
-                self._every(RELIST_S, lambda n: n.relist(), "relisting", quiet=True), name="kubelet-relist"
+                self._every(
+                    RELIST_S, lambda n: n.relist(), "relisting", quiet=True, needed=lambda n: n.relist_due()
+                ),
+                name="kubelet-relist",
             ),
         ]
         log.info("kubelet running {} node(s) on runtime {}", len(self.nodes), self.runtime_name)
@@ -219,14 +222,21 @@ class Kubelet:
         await asyncio.gather(*(one(n) for n in list(self.nodes.values())))
 
     async def _every(
-        self, period: float, fn: Any, what: str, quiet: bool = False, jitter: float = 0.0
+        self,
+        period: float,
+        fn: Any,
+        what: str,
+        quiet: bool = False,
+        jitter: float = 0.0,
+        needed: Any = None,
     ) -> None:
         """Run ``fn`` for every node once a period, each node on its own schedule: the first
         runs are spread evenly over one period and each next one is due a period (stretched
         by up to ``jitter`` of it, as wait.JitterUntil does) after the last one finished.
         A thousand hollow nodes then renew their leases ~100 a second, as a thousand real
         kubelets started at different times would, not in one burst every 10 s that holds up
-        the API server's other requests."""
+        the API server's other requests. ``needed(node)`` False skips a node's turn without
+        making a task for it (an idle node's relist)."""
         nodes = list(self.nodes.values())
         start = time.monotonic()
         due = [(start + period * i / len(nodes), i) for i in range(len(nodes))]
@@ -250,8 +260,13 @@ class Kubelet:
             now = time.monotonic()
             batch: list[int] = []
             while due and due[0][0] <= now + TICK_S and len(batch) < BATCH:
-                batch.append(heapq.heappop(due)[1])
-            await asyncio.gather(*(one(i) for i in batch))
+                index = heapq.heappop(due)[1]
+                if needed is None or needed(nodes[index]):
+                    batch.append(index)
+                else:
+                    heapq.heappush(due, (now + period * (1.0 + jitter * random.random()), index))
+            if batch:
+                await asyncio.gather(*(one(i) for i in batch))
 
     # ------------------------------------------------------------------ the pod watch
 

@@ -503,16 +503,22 @@ class NodeAgent:
         if removed:
             log.info("node {}: removed {} pod(s) no longer bound here", self.name, len(removed))
 
+    def relist_due(self) -> bool:
+        """Whether a relist could find anything: pods here, and (with a runtime that counts its
+        changes) a change or a new pod since the last one."""
+        if not self.workers:
+            return False
+        generation = getattr(self.runtime, "generation", None)
+        return generation is None or generation != self._relisted_at or self._new_workers
+
     async def relist(self) -> None:
         """The pod lifecycle event generator: wake the workers of pods whose containers
         changed state since the last look (one runtime call for the whole node)."""
-        if not self.workers:
-            return
         # a runtime that counts its changes (the simulated one) lets an idle node skip the
         # listing: nothing changed, nothing to wake
-        generation = getattr(self.runtime, "generation", None)
-        if generation is not None and generation == self._relisted_at and not self._new_workers:
+        if not self.relist_due():
             return
+        generation = getattr(self.runtime, "generation", None)
         self._new_workers = False
         try:
             containers = await self.runtime.list_containers()

@@ -149,18 +149,15 @@ class SimulatedRuntime:
     async def pull_image(
         self, image: str, auth: dict[str, str] | None = None, policy: PullPolicy = "IfNotPresent"
     ) -> ImageRef:
-        if not image or any(c.isspace() for c in image):
-            raise ImagePullError("InvalidImageName", f'Failed to apply default image tag "{image}"')
         present = self._images.get(image)
+        if present is not None:
+            return present  # pulled before (Always too: a registry would answer the same digest)
+        if not image or len(image.split()) != 1 or image.strip() != image:
+            raise ImagePullError("InvalidImageName", f'Failed to apply default image tag "{image}"')
         if policy == "Never":
-            if present is None:
-                raise ImagePullError(
-                    "ErrImageNeverPull",
-                    f'Container image "{image}" is not present with pull policy of Never',
-                )
-            return present
-        if present is not None and policy == "IfNotPresent":
-            return present
+            raise ImagePullError(
+                "ErrImageNeverPull", f'Container image "{image}" is not present with pull policy of Never'
+            )
         digest = f"sha256:{zlib.crc32(image.encode()):08x}" + "0" * 56
         ref = ImageRef(image=image, id=digest, digest=digest, size=0)
         self._images[image] = ref
