@@ -222,8 +222,12 @@ class PodWorker:
                 break
             resync = VOLUME_RESYNC_S if _has_file_volumes(self.pod) else RESYNC_S
             delay = min(self._next, resync) if self._next is not None else resync
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(delay, 0.05))
+            # a timer that sets the wake-up event, not wait_for (which makes a task per wait)
+            timer = asyncio.get_running_loop().call_later(max(delay, 0.05), self._wake.set)
+            try:
+                await self._wake.wait()
+            finally:
+                timer.cancel()
 
     # ------------------------------------------------------------------ events
 

@@ -172,10 +172,13 @@ class VolumeManager:
         self, pod: dict[str, Any], allocatable: dict[str, str], claims: Any = None
     ) -> dict[str, Mount]:
         """Set up (or refresh) every volume; returns volume name -> host side."""
+        volumes = (pod.get("spec") or {}).get("volumes") or []
+        if not volumes:
+            return {}  # nothing to set up (hollow nodes' pods, mostly): no paths to build
         uid = (pod.get("metadata") or {}).get("uid", "")
         base = self.pod_dir(uid) / "volumes"
         mounts: dict[str, Mount] = {}
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
+        for vol in volumes:
             name = vol.get("name", "")
             if "emptyDir" in vol:
                 ed = vol.get("emptyDir") or {}
