@@ -331,12 +331,22 @@ async def update(srv: ApiServer, info: RequestInfo, subresource: str = "") -> we
     return _resp(opts.encoded or obj, 200, decoded.warnings)
 
 
-def _patch_sets_rv(body: bytes, content_type: str) -> bool:
-    """Whether a patch names metadata.resourceVersion (then it is a precondition, as in kube)."""
+def _decode_patch(body: bytes) -> Any:
+    """A patch body as JSON, None when it is not JSON (applying it reports why)."""
     try:
-        data = bodies.loads(body)
+        return bodies.loads(body)
     except Exception:
-        return False
+        return None
+
+
+_UNDECODED: Any = object()
+
+
+def _patch_sets_rv(body: bytes, content_type: str, data: Any = _UNDECODED) -> bool:
+    """Whether a patch names metadata.resourceVersion (then it is a precondition, as in kube).
+    ``data``: the body already decoded (None when it is not JSON)."""
+    if data is _UNDECODED:
+        data = _decode_patch(body)
     if content_type == "application/json-patch+json":
         return isinstance(data, list) and any(
             isinstance(op, dict) and op.get("path") in ("/metadata/resourceVersion", "/metadata")
@@ -346,16 +356,13 @@ def _patch_sets_rv(body: bytes, content_type: str) -> bool:
     return isinstance(meta, dict) and bool(meta.get("resourceVersion"))
 
 
-def _patches_status_only(rt: ResourceType, body: bytes, content_type: str) -> bool:
-    """Whether a (strategic) merge patch sets nothing but ``status`` (the kubelet's status
-    writes): the rest of the patched object is then the stored one, as typed as it was."""
+def _patches_status_only(rt: ResourceType, data: Any, content_type: str) -> bool:
+    """Whether a (strategic) merge patch (``data``, decoded) sets nothing but ``status`` (the
+    kubelet's status writes): the rest of the patched object is then the stored one, as typed
+    as it was."""
     if content_type not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
         return False
     if not rt.status_subresource or _status_model(rt) is None:
-        return False
-    try:
-        data = bodies.loads(body)
-    except Exception:
         return False
     return isinstance(data, dict) and data.keys() == {"status"} and isinstance(data["status"], dict)
 
@@ -432,7 +439,8 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
     from kybern.plugins.apiserver import patching
 
     definition = definition_of(rt)
-    status_only = subresource == "status" and _patches_status_only(rt, body, ct)
+    data = _decode_patch(body)
+    status_only = subresource == "status" and _patches_status_only(rt, data, ct)
 
     def transform(old: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -460,7 +468,7 @@ async def patch(srv: ApiServer, info: RequestInfo, subresource: str = "") -> web
         t.name,
         transform,
         opts,
-        precondition=_patch_sets_rv(body, ct),
+        precondition=_patch_sets_rv(body, ct, data),
         copy_input=False,
         from_cache=True,
     )

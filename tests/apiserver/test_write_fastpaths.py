@@ -569,3 +569,33 @@ async def _stale_cache_put(tmp_path: Path) -> None:
 
 def test_put_from_a_stale_cache_behaves_as_from_the_store(tmp_path: Path) -> None:
     asyncio.run(_stale_cache_put(tmp_path))
+
+
+def test_merge_patch_bodies_decode_as_with_the_json_module() -> None:
+    """Merge patch bodies go through msgspec first; what it refuses falls back to the json
+    module: the same patched object, or the same error, as with the json module alone."""
+    original = {"a": 1, "b": {"c": 2, "e": [1, 2]}}
+    for body in [
+        b'{"b":{"c":null,"d":1e3,"e":[3]}}',
+        b'{"x": NaN, "y": -Infinity}',
+        b'\xef\xbb\xbf{"x":1}',
+        b'{"x":"\\ud800"}',
+        b'{"x": 1e400}',
+        b'{"x": 123456789012345678901234567890, "y": 1.5, "z": "\\u00e9"}',
+        b'{"a":1,"a":2}',
+        b'{"x":',
+        b"[1]",
+    ]:
+        try:
+            patch = json.loads(body)
+        except ValueError as exc:
+            with pytest.raises(patching.PatchError) as raised:
+                patching.apply_patch(original, body, "application/merge-patch+json", None)
+            assert patching._json_error(exc) in str(raised.value.args) + str(vars(raised.value)), body
+            continue
+        if not isinstance(patch, dict):
+            with pytest.raises(patching.PatchError):
+                patching.apply_patch(original, body, "application/merge-patch+json", None)
+            continue
+        got = patching.apply_patch(original, body, "application/merge-patch+json", None)
+        assert json.dumps(got) == json.dumps(_reference_merge_patch(original, patch)), body
