@@ -241,32 +241,43 @@ class Kubelet:
         start = time.monotonic()
         due = [(start + period * i / len(nodes), i) for i in range(len(nodes))]
         heapq.heapify(due)
+        # BATCH runs at once; a slow one (a busy server) holds up no other node's turn
+        slots = asyncio.Semaphore(BATCH)
+        running: set[asyncio.Future[Any]] = set()
 
         async def one(index: int) -> None:
             node = nodes[index]
-            try:
-                await fn(node)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                (log.debug if quiet else log.warning)("node {}: {} failed: {}", node.name, what, exc)
+            async with slots:
+                try:
+                    await fn(node)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    (log.debug if quiet else log.warning)("node {}: {} failed: {}", node.name, what, exc)
             finish = time.monotonic()
             heapq.heappush(due, (finish + period * (1.0 + jitter * random.random()), index))
 
-        while due:
-            wait = due[0][0] - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(max(wait, TICK_S))
-            now = time.monotonic()
-            batch: list[int] = []
-            while due and due[0][0] <= now + TICK_S and len(batch) < BATCH:
-                index = heapq.heappop(due)[1]
-                if needed is None or needed(nodes[index]):
-                    batch.append(index)
-                else:
-                    heapq.heappush(due, (now + period * (1.0 + jitter * random.random()), index))
-            if batch:
-                await asyncio.gather(*(one(i) for i in batch))
+        try:
+            while True:
+                wait = due[0][0] - time.monotonic() if due else TICK_S
+                if wait > 0:
+                    await asyncio.sleep(max(wait, TICK_S))
+                now = time.monotonic()
+                batch: list[int] = []
+                while due and due[0][0] <= now + TICK_S:
+                    index = heapq.heappop(due)[1]
+                    if needed is None or needed(nodes[index]):
+                        batch.append(index)
+                    else:
+                        heapq.heappush(due, (now + period * (1.0 + jitter * random.random()), index))
+                if batch:
+                    # one node's runs never overlap: it is due again only after its run ended
+                    future = asyncio.gather(*(one(i) for i in batch))
+                    running.add(future)
+                    future.add_done_callback(running.discard)
+        finally:
+            for future in list(running):
+                future.cancel()
 
     # ------------------------------------------------------------------ the pod watch
 
