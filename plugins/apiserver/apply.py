@@ -186,7 +186,7 @@ def fields_to_set(fields: dict[str, Any] | None) -> set[Path]:
     return out
 
 
-def set_to_fields(paths: set[Path]) -> dict[str, Any]:
+def set_to_fields(paths: set[Path] | frozenset[Path]) -> dict[str, Any]:
     """Encode a set of paths as FieldsV1 (sorted like structured-merge-diff writes it)."""
     tree: dict[str, Any] = {}
     #: the tree nodes that are members themselves (by identity: the nodes live as long as
@@ -636,13 +636,22 @@ def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
 
 def _encoded_fields(paths: frozenset[Path]) -> dict[str, Any]:
     """set_to_fields through a cache of JSON texts: every write re-encodes each entry, and
-    most entries (a status write leaves the spec owners alone) are the same sets again."""
-    return msgspec.json.decode(_encoded_fields_json(paths))
+    most entries (a status write leaves the spec owners alone) are the same sets again. A
+    set seen for the first time (a pod's first status, with its own IPs) is rendered once and
+    returned as rendered."""
+    text = _FIELDS_JSON.get(paths)
+    if text is not None:
+        return msgspec.json.decode(text)  # type: ignore[no-any-return]
+    rendered = set_to_fields(paths)
+    if len(_FIELDS_JSON) >= _FIELDS_JSON_MAX:
+        del _FIELDS_JSON[next(iter(_FIELDS_JSON))]  # the oldest
+    _FIELDS_JSON[paths] = msgspec.json.encode(rendered)
+    return rendered
 
 
-@functools.lru_cache(maxsize=1024)  # keys and texts of a few KB at most: a few MB in all
-def _encoded_fields_json(paths: frozenset[Path]) -> bytes:
-    return msgspec.json.encode(set_to_fields(set(paths)))
+#: field sets -> their FieldsV1 JSON (keys and texts of a few KB at most: a few MB in all)
+_FIELDS_JSON: dict[frozenset[Path], bytes] = {}
+_FIELDS_JSON_MAX = 1024
 
 
 def _entry_dict(
