@@ -82,6 +82,29 @@ class SchedulerCache:
         self.pod_node[pod.uid] = pod.node_name
         return not was_known
 
+    def refresh_assigned(self, uid: str, obj: dict[str, Any]) -> bool:
+        """Take ``obj`` as the newer copy of a pod already counted as bound, when nothing
+        scheduling reads has changed (same node, same labels, still running): most updates of
+        a bound pod are its kubelet's status writes, and re-adding the pod would change the
+        node's generation and throw away the plugins' per-node answers. False: handle it fully."""
+        name = self.pod_node.get(uid)
+        if name is None or uid in self.assumed:
+            return False
+        node = self.nodes.get(name)
+        current = node.pods.get(uid) if node is not None else None
+        if current is None:
+            return False
+        meta = obj.get("metadata") or {}
+        if (
+            (obj.get("spec") or {}).get("nodeName") != name
+            or meta.get("deletionTimestamp")
+            or (obj.get("status") or {}).get("phase") in TERMINAL_PHASES
+            or (meta.get("labels") or {}) != current.labels
+        ):
+            return False
+        current.obj = obj
+        return True
+
     def remove_pod(self, uid: str) -> PodInfo | None:
         self.assumed.discard(uid)
         self._orphans.pop(uid, None)

@@ -134,6 +134,9 @@ class Scheduler:
             self._pod_event("ADDED", item)
 
     def _pod_event(self, kind: str, obj: dict[str, Any]) -> None:
+        uid = (obj.get("metadata") or {}).get("uid") or ""
+        if kind == "MODIFIED" and self.cache.refresh_assigned(uid, obj):
+            return
         pod = PodInfo.from_obj(obj)
         if kind == "DELETED" or pod.node_name:
             self.cache.clear_nomination(pod.uid)

@@ -200,7 +200,11 @@ class BindWatcher:
 
     async def run(self) -> None:
         while True:
-            async for ev in self.client.watch("pods", namespace=self.ns, resource_version=self.rv):
+            # bound pods only: a pending pod's ADDED event would be decoded here for nothing
+            watch = self.client.watch(
+                "pods", namespace=self.ns, resource_version=self.rv, field_selector="spec.nodeName!="
+            )
+            async for ev in watch:
                 obj = ev.object
                 self.rv = obj.get("metadata", {}).get("resourceVersion", self.rv)
                 node = (obj.get("spec") or {}).get("nodeName")

@@ -117,3 +117,34 @@ def test_pods_on_unknown_nodes_count_once_the_node_appears() -> None:
     done.obj["status"] = {"phase": "Succeeded"}
     cache.set_assigned_pod(done)
     assert cache.nodes["late"].requested["cpu"] == 1000
+
+
+def test_a_bound_pods_status_update_keeps_the_nodes_generation() -> None:
+    """A kubelet's status write replaces the cached copy; a change scheduling reads does not."""
+    import copy
+
+    cache = SchedulerCache()
+    cache.set_node(node("a", cpu="2").obj)
+    bound = pod("p", cpu="500m", labels={"app": "web"}, node_name="a")
+    cache.set_assigned_pod(bound)
+    generation = cache.nodes["a"].generation
+    running = copy.deepcopy(bound.obj)
+    running["status"] = {"phase": "Running", "podIP": "10.0.0.5"}
+    assert cache.refresh_assigned(bound.uid, running)
+    assert cache.nodes["a"].generation == generation
+    assert cache.nodes["a"].pods[bound.uid].obj is running
+    assert cache.nodes["a"].requested["cpu"] == 500
+    relabelled = copy.deepcopy(running)
+    relabelled["metadata"]["labels"] = {"app": "db"}
+    finished = copy.deepcopy(running)
+    finished["status"]["phase"] = "Succeeded"
+    deleting = copy.deepcopy(running)
+    deleting["metadata"]["deletionTimestamp"] = "2026-11-27T00:00:00Z"
+    for changed in (relabelled, finished, deleting):
+        assert not cache.refresh_assigned(bound.uid, changed)
+    assumed = pod("q", cpu="100m")
+    cache.assume(assumed, "a")  # not confirmed by a watch yet: the full path confirms it
+    confirmed = copy.deepcopy(assumed.obj)
+    confirmed["spec"]["nodeName"] = "a"
+    assert not cache.refresh_assigned(assumed.uid, confirmed)
+    assert not cache.refresh_assigned("unknown-uid", running)
