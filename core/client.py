@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import functools
 import json
 import re
@@ -335,7 +336,8 @@ class _Transport:
         raise AssertionError("unreachable")
 
     @staticmethod
-    async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    async def _head(reader: asyncio.StreamReader) -> tuple[int, int | None, bool, bool]:
+        """The status line and headers: code, Content-Length, chunked, keep-alive."""
         try:
             block = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
@@ -364,9 +366,13 @@ class _Transport:
             elif name == b"connection":
                 token = value.strip().lower()
                 keep = token == b"keep-alive" or (keep and token != b"close")
+        return code, length, chunked, keep
+
+    @staticmethod
+    async def _body(reader: asyncio.StreamReader, code: int, length: int | None, chunked: bool) -> bytes:
         try:
             if code in (204, 304) or 100 <= code < 200:
-                return code, b"", keep
+                return b""
             if chunked:
                 parts: list[bytes] = []
                 while True:
@@ -374,19 +380,233 @@ class _Transport:
                     if size == 0:
                         while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                             pass  # trailers
-                        return code, b"".join(parts), keep
+                        return b"".join(parts)
                     parts.append(await reader.readexactly(size))
                     await reader.readexactly(2)
             if length is not None:
-                return code, await reader.readexactly(length), keep
-            return code, await reader.read(), False  # until the server closes
+                return await reader.readexactly(length)
+            return await reader.read()  # until the server closes
         except (asyncio.IncompleteReadError, ValueError) as exc:
             raise _ResponseError(f"the answer's body broke off: {exc}", before_answer=False) from None
+
+    @classmethod
+    async def _answer(cls, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        code, length, chunked, keep = await cls._head(reader)
+        body = await cls._body(reader, code, length, chunked)
+        if length is None and not chunked and code not in (204, 304) and not 100 <= code < 200:
+            keep = False
+        return code, body, keep
+
+    async def watch(self, head: bytes) -> AsyncIterator[WatchEvent]:
+        """A watch on a connection of its own, read by :class:`_WatchProtocol`. The connection
+        is closed when the iteration ends, however it ends (cancelled, left by the caller, the
+        server closing): a watch's connection is never reused, so the server sees the client
+        go at once."""
+        loop = asyncio.get_running_loop()
+        proto = _WatchProtocol(loop)
+        try:
+            async with asyncio.timeout(30):  # connecting only: events may take as long as they like
+                if self._unix:
+                    await loop.create_unix_connection(lambda: proto, self._unix)
+                else:
+                    await loop.create_connection(
+                        lambda: proto,
+                        self._host,
+                        self._port,
+                        ssl=self._tls,
+                        server_hostname=self._host if self._tls else None,
+                    )
+        except ssl.SSLCertVerificationError:
+            raise
+        except OSError as exc:
+            where = self._unix or f"{self._host}:{self._port}"
+            raise aiohttp.ClientOSError(exc.errno, f"Cannot connect to host {where}: {exc}") from exc
+        transport = proto.transport
+        assert transport is not None
+        events = proto.events
+        try:
+            transport.write(head)
+            while True:
+                while events:
+                    if proto.paused and len(events) < 256:
+                        proto.paused = False
+                        transport.resume_reading()
+                    yield events.popleft()
+                if proto.done:
+                    if proto.code >= 400:
+                        raise ApiError(status_from_response(proto.code, b"".join(proto.body)))
+                    if proto.error is not None:
+                        raise proto.error
+                    return
+                proto.waiter = loop.create_future()
+                await proto.waiter
+        finally:
+            transport.abort()
 
     def close(self) -> None:
         for conn in self._idle:
             conn.close()
         self._idle = []
+
+
+class _WatchProtocol(asyncio.Protocol):
+    """A watch's answer, parsed as it arrives: the status line and headers, the chunk framing,
+    then one JSON event a line, each decoded in one pass into a :class:`WatchEvent` right in
+    ``data_received``. The reader is woken once per network read however many events it
+    brought; no stream reader, no chunk-by-chunk awaits. Far behind readers pause the socket."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.events: collections.deque[WatchEvent] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.code = 0
+        self.body: list[bytes] = []  # an error answer's body (code >= 400)
+        self.done = False
+        self.error: BaseException | None = None
+        self.paused = False
+        self._head = b""  # the headers until they are complete; None after
+        self._in_head = True
+        self._chunked = False
+        self._left: int | None = None  # a Content-Length body's bytes still to come
+        self._pending = b""  # a chunk-size line split across reads
+        self._need = 0  # bytes of the current chunk's data still to come
+        self._skip = 0  # bytes of the CRLF after a chunk's data still to skip
+        self._line = b""  # an event line split across reads
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.done:
+            return
+        try:
+            self._feed(data)
+        except Exception as exc:  # a broken answer: the iteration raises it
+            self._finish(
+                exc if isinstance(exc, aiohttp.ClientError) else aiohttp.ClientPayloadError(str(exc))
+            )
+            if self.transport is not None:
+                self.transport.abort()
+        if self.events and len(self.events) > 4096 and not self.paused and not self.done:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if self.done:
+            return
+        if self._in_head:
+            self._finish(aiohttp.ServerDisconnectedError())
+        elif self._chunked or self._left:
+            self._finish(aiohttp.ClientPayloadError("the watch stream broke off before its end"))
+        else:
+            self._finish(None)  # a body without length ends with the connection
+
+    def _finish(self, error: BaseException | None) -> None:
+        if error is None and self._line.strip() and self.code < 400:
+            self.events.append(_watch_event(self._line))
+        self._line = b""
+        self.done = True
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _feed(self, data: bytes) -> None:
+        if self._in_head:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._head) > 1 << 16:
+                    raise aiohttp.ClientPayloadError("the answer's headers are too long")
+                return
+            self._parse_head(self._head[:end])
+            data = self._head[end + 4 :]
+            self._head = b""
+            self._in_head = False
+            if self.code in (204, 304) or self._left == 0:
+                self._finish(None)
+                return
+        if not self._chunked:
+            if self._left is not None:
+                data = data[: self._left]
+                self._left -= len(data)
+            self._piece(data)
+            if self._left == 0:
+                self._finish(None)
+            return
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                pos += step
+                self._skip -= step
+            elif self._need:
+                step = min(self._need, end - pos)
+                self._piece(data[pos : pos + step] if pos or step < end else data)
+                pos += step
+                self._need -= step
+                if not self._need:
+                    self._skip = 2
+            else:
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    self._pending = data[pos:]
+                    return
+                self._need = int(data[pos:eol].split(b";", 1)[0].strip(), 16)
+                pos = eol + 2
+                if not self._need:  # the last chunk: the server ended the watch
+                    self._finish(None)
+                    return
+
+    def _parse_head(self, block: bytes) -> None:
+        status_line, *fields = block.split(b"\r\n")
+        try:
+            self.code = int(status_line.split(None, 2)[1])
+        except (ValueError, IndexError):
+            raise aiohttp.ClientPayloadError(f"not an HTTP answer: {status_line[:80]!r}") from None
+        for line in fields:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                self._left = int(value)
+            elif name == b"transfer-encoding":
+                self._chunked = b"chunked" in value.lower()
+
+    def _piece(self, data: bytes) -> None:
+        """Body bytes: an error answer's are kept whole, a watch's cut into events."""
+        if self.code >= 400:
+            self.body.append(data)
+            return
+        if self._line:
+            data = self._line + data
+            self._line = b""
+        start = 0
+        find = data.find
+        append = self.events.append
+        while True:
+            eol = find(b"\n", start)
+            if eol < 0:
+                break
+            if eol - start > 8 or data[start:eol].strip():  # an event is never that short
+                append(_watch_event(data[start:eol]))
+            start = eol + 1
+        if start < len(data):
+            self._line = data[start:]
 
 
 class HttpApiClient:
@@ -571,7 +791,7 @@ class HttpApiClient:
         first["items"] = items
         return first
 
-    async def watch(
+    def watch(
         self,
         resource: str,
         namespace: str | None = None,
@@ -589,29 +809,10 @@ class HttpApiClient:
             timeoutSeconds=timeout_seconds,
             allowWatchBookmarks=allow_bookmarks or None,
         )
-        session = self._get_session()
-        # a watch lives as long as the server keeps it: no total timeout
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-        async with session.get(
-            self._base + resource_path(resource, namespace),
-            params=params,
-            headers=self._headers(),
-            timeout=timeout,
-        ) as resp:
-            if resp.status >= 400:
-                raise ApiError(status_from_response(resp.status, await resp.read(), resp.content_type))
-            buffer = b""
-            async for chunk in resp.content.iter_any():
-                buffer += chunk
-                while True:
-                    line, sep, rest = buffer.partition(b"\n")
-                    if not sep:
-                        break
-                    buffer = rest
-                    if line.strip():
-                        yield _watch_event(line)
-            if buffer.strip():
-                yield _watch_event(buffer)
+        target = self._transport.prefix + resource_path(resource, namespace)
+        target += "?" + urlencode(params, quote_via=quote)
+        head = f"GET {target} HTTP/1.1\r\n{self._head_fields}\r\n".encode()
+        return self._transport.watch(head)
 
     async def create(
         self,
@@ -700,10 +901,25 @@ class HttpApiClient:
         await self.close()
 
 
+#: a watch event decoded in one pass straight into WatchEvent (no intermediate dict)
+_decode_event = msgspec.json.Decoder(WatchEvent).decode
+
+
 def _watch_event(line: bytes) -> WatchEvent:
+    try:
+        return _decode_event(line)
+    except msgspec.ValidationError:
+        pass  # valid JSON of another shape (an unknown type, no object): as the generic path says
+    except ValueError:
+        return _malformed(line)
     try:
         event = _decode(line)
     except ValueError:
-        status = status_from_response(500, b"malformed watch event: " + line[:200])
-        return WatchEvent("ERROR", status)
+        return _malformed(line)
+    if not isinstance(event, dict):
+        return _malformed(line)
     return WatchEvent(event.get("type", "ERROR"), event.get("object") or {})
+
+
+def _malformed(line: bytes) -> WatchEvent:
+    return WatchEvent("ERROR", status_from_response(500, b"malformed watch event: " + line[:200]))
