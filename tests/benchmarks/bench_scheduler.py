@@ -102,6 +102,10 @@ def start_server(
             f"import gc, sys; gc.set_threshold({gc_threshold}); from kybern.cli import main; sys.exit(main())"
         )
         launch = [sys.executable, "-c", boot]
+    if SCHED_PROFILE:
+        placement = ["--disable", "scheduler"]  # this script starts it, under cProfile
+    else:
+        placement = ["--component-process", "scheduler" if scheduler_process else "none"]
     proc = subprocess.Popen(
         [
             *launch,
@@ -118,9 +122,8 @@ def start_server(
             "--scheduler-config",
             str(config),
             *disable,
-            # the scheduler in its own process: the API server's GIL gets a core to itself
-            *(["--component-process", "scheduler"] if scheduler_process and not SCHED_PROFILE else []),
-            *(["--disable", "scheduler"] if SCHED_PROFILE else []),
+            # the scheduler in its own process (the default): the API server's GIL gets a core
+            *placement,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -662,7 +665,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--in-process-scheduler",
         action="store_true",
-        help="run the scheduler inside the API server's process (default: its own, --component-process)",
+        help="run the scheduler inside the API server's process (--component-process none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the server's data dir and log")
     parser.add_argument(
