@@ -71,6 +71,21 @@ def json_row(fn: Callable[[JSON], list[Any]]) -> Callable[[Any], list[Any]]:
     return row
 
 
+def json_key(value: Any) -> bytes | None:
+    """The compact JSON of decoded JSON, as a cache key for results that depend on nothing
+    else (a pod spec's defaults and validity: every pod of a template has the same spec);
+    None when it cannot be encoded. Map key order is part of the key (a different order
+    only misses), and JSON keeps 1, 1.0 and true apart."""
+    try:
+        return _ENCODE(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+_ENCODE = msgspec.json.Encoder().encode
+DECODE = msgspec.json.Decoder().decode
+
+
 def dig(data: Any, *path: str | int, default: Any = None) -> Any:
     """``data[p0][p1]...`` or ``default`` when any step is missing or null.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybern.plugins.resources.common import JSON, dig, ensure
+from kybern.plugins.resources.common import DECODE, JSON, dig, ensure, json_key
 from kybern.quantity import format_quantity
 
 DEFAULT_TERMINATION_GRACE_PERIOD = 30
@@ -233,8 +233,42 @@ def qos_class(spec: JSON) -> str:
 
 
 def default_pod(pod: JSON) -> None:
-    """Everything a Pod gets on create: SetDefaults_Pod, PrepareForCreate and admission defaults."""
+    """Everything a Pod gets on create: SetDefaults_Pod, PrepareForCreate and admission defaults.
+
+    The result depends on the spec alone, and every pod of a template (a ReplicaSet's, a
+    benchmark's) sends the same one: the defaulted spec is kept, encoded, per spec sent."""
     spec = ensure(pod, "spec")
+    key = json_key(spec)
+    hit = _DEFAULTED.get(key) if key is not None else None
+    if hit is not None:
+        spec.clear()
+        spec.update(DECODE(hit[0]))  # a fresh copy: the caller owns (and may change) it
+        qos = hit[1]
+    else:
+        default_pod_spec_admitted(spec)
+        try:
+            qos = qos_class(spec)
+        except ValueError:
+            qos = None  # bad quantities: validation reports them
+        done = json_key(spec) if key is not None else None
+        if key is not None and done is not None:
+            if len(_DEFAULTED) >= _DEFAULTED_MAX:
+                _DEFAULTED.clear()
+            _DEFAULTED[key] = (done, qos)
+    status = ensure(pod, "status")
+    if not status.get("phase"):
+        status["phase"] = "Pending"
+    if not status.get("qosClass") and qos is not None:
+        status["qosClass"] = qos
+
+
+#: a pod spec as sent (compact JSON) -> (the defaulted spec's JSON, its QoS class)
+_DEFAULTED: dict[bytes, tuple[bytes, str | None]] = {}
+_DEFAULTED_MAX = 256  # specs of a few KB: a bounded, small memory
+
+
+def default_pod_spec_admitted(spec: JSON) -> None:
+    """A Pod's spec defaults: SetDefaults_Pod, SetDefaults_PodSpec and the admission plugins'."""
     _requests_from_limits(spec.get("containers") or [])
     _requests_from_limits(spec.get("initContainers") or [])
     if spec.get("enableServiceLinks") is None:
@@ -254,11 +288,3 @@ def default_pod(pod: JSON) -> None:
     if spec.get("preemptionPolicy") is None:
         spec["preemptionPolicy"] = "PreemptLowerPriority"
     add_default_tolerations(spec)
-    status = ensure(pod, "status")
-    if not status.get("phase"):
-        status["phase"] = "Pending"
-    if not status.get("qosClass"):
-        try:
-            status["qosClass"] = qos_class(spec)
-        except ValueError:
-            pass  # bad quantities: validation reports them

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kybern.plugins.resources.common import JSON
+from kybern.plugins.resources.common import JSON, json_key
 from kybern.quantity import format_quantity, parse_quantity
 from kybern.resources import FieldError
 from kybern.validation import (
@@ -517,7 +517,28 @@ def _validate_tolerations(tolerations: list[JSON] | None, path: str) -> list[Fie
 
 
 def validate_pod_spec(spec: JSON | None, path: str) -> list[FieldError]:
-    """ValidatePodSpec for the fields kybern serves; ``path`` is "spec" or "spec.template.spec"."""
+    """ValidatePodSpec for the fields kybern serves; ``path`` is "spec" or "spec.template.spec".
+
+    The answer depends on the spec alone, and every pod of a template has the same spec, so
+    specs found valid are remembered (as their JSON; invalid ones are checked each time, their
+    errors quote values of the object)."""
+    key = json_key(spec) if spec else None
+    if key is not None and (path, key) in _VALID_SPECS:
+        return []
+    errs = _validate_pod_spec(spec, path)
+    if key is not None and not errs:
+        if len(_VALID_SPECS) >= _VALID_SPECS_MAX:
+            _VALID_SPECS.clear()
+        _VALID_SPECS.add((path, key))
+    return errs
+
+
+#: (path, compact JSON) of pod specs found valid
+_VALID_SPECS: set[tuple[str, bytes]] = set()
+_VALID_SPECS_MAX = 512  # specs of a few KB: a bounded, small memory
+
+
+def _validate_pod_spec(spec: JSON | None, path: str) -> list[FieldError]:
     spec = spec or {}
     errs: list[FieldError] = []
     volume_errs, volumes = _validate_volumes(spec.get("volumes"), f"{path}.volumes")
