@@ -136,6 +136,10 @@ _encode = msgspec.json.Encoder().encode
 
 _VERSION_SEGMENT = re.compile(r"^v\d+(?:(?:alpha|beta)\d+)?$")
 
+#: names that need no quoting in a URL path (every DNS-1123 name): a regex match costs a tenth of
+#: urllib's quote, which runs twice on every request
+_URL_SAFE = re.compile(r"[A-Za-z0-9._~-]+").fullmatch
+
 #: the reason kube-apiserver gives each status code (apimachinery's StatusReason values); the
 #: API server words its Status objects with it and the client fills it into error bodies that
 #: are not a Status
@@ -187,10 +191,10 @@ def resource_path(
     group, version, plural = split_resource(resource)
     parts = [f"/api/{version}" if not group else f"/apis/{group}/{version}"]
     if namespace:
-        parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(f"namespaces/{namespace if _URL_SAFE(namespace) else quote(namespace, safe='')}")
     parts.append(plural)
     if name is not None:
-        parts.append(quote(name, safe=""))
+        parts.append(name if _URL_SAFE(name) else quote(name, safe=""))
         if subresource:
             parts.append(subresource)
     return "/".join(parts)
