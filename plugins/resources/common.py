@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from kybern.resources import TableColumn
@@ -84,6 +85,49 @@ def json_key(value: Any) -> bytes | None:
 
 _ENCODE = msgspec.json.Encoder().encode
 DECODE = msgspec.json.Decoder().decode
+
+
+class SpecKey(NamedTuple):
+    """A pod spec's cache key: its JSON with the service account token volume's random name
+    (``kube-api-access-xxxxx``, one per pod, the only difference between the pods of a
+    template when their service account exists) replaced by a placeholder; ``name`` is the
+    replaced JSON string (None when nothing was replaced)."""
+
+    key: bytes
+    name: bytes | None
+
+    def restore(self, text: bytes) -> bytes:
+        """``text`` (JSON kept under this key) with the placeholder back to this spec's name."""
+        return text.replace(_TOKEN_PLACEHOLDER, self.name) if self.name is not None else text
+
+    def generalize(self, text: bytes) -> bytes:
+        """``text`` (JSON of this spec's result) with this spec's name as the placeholder."""
+        return text.replace(self.name, _TOKEN_PLACEHOLDER) if self.name is not None else text
+
+
+def spec_key(spec: Any) -> SpecKey | None:
+    """The key of results that depend on a pod spec alone and stay the same when the token
+    volume's name is another such name (defaults, validity): the name is a whole JSON string
+    of one shape (valid the same way, no tag, no quantity), so renaming it everywhere in the
+    spec renames it everywhere in the result. Left as is when the spec holds two such names
+    or the placeholder itself."""
+    raw = json_key(spec)
+    if raw is None:
+        return None
+    if b'"kube-api-access-' not in raw or _TOKEN_PLACEHOLDER in raw:
+        return SpecKey(raw, None)
+    names = set(_TOKEN_NAME.findall(raw))
+    if len(names) != 1:
+        return SpecKey(raw, None)
+    name = names.pop()
+    # the mark keeps renamed keys apart from any spec's own JSON (which starts with "{"): a
+    # spec that holds the placeholder itself (an invalid name) must not find a renamed entry
+    return SpecKey(b"~" + raw.replace(name, _TOKEN_PLACEHOLDER), name)
+
+
+#: the API server's token volume names (saadmission: "kube-api-access-" + 5 of utilrand's alphabet)
+_TOKEN_NAME = re.compile(rb'"kube-api-access-[bcdfghjklmnpqrstvwxz2456789]{5}"')
+_TOKEN_PLACEHOLDER = b'"kube-api-access-#####"'
 
 
 def dig(data: Any, *path: str | int, default: Any = None) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kybern.plugins.resources.common import DECODE, JSON, dig, ensure, json_key
+from kybern.plugins.resources.common import DECODE, JSON, dig, ensure, json_key, spec_key
 from kybern.quantity import format_quantity
 
 DEFAULT_TERMINATION_GRACE_PERIOD = 30
@@ -238,11 +238,11 @@ def default_pod(pod: JSON) -> None:
     The result depends on the spec alone, and every pod of a template (a ReplicaSet's, a
     benchmark's) sends the same one: the defaulted spec is kept, encoded, per spec sent."""
     spec = ensure(pod, "spec")
-    key = json_key(spec)
-    hit = _DEFAULTED.get(key) if key is not None else None
-    if hit is not None:
+    key = spec_key(spec)
+    hit = _DEFAULTED.get(key.key) if key is not None else None
+    if key is not None and hit is not None:
         spec.clear()
-        spec.update(DECODE(hit[0]))  # a fresh copy: the caller owns (and may change) it
+        spec.update(DECODE(key.restore(hit[0])))  # a fresh copy: the caller owns (and may change) it
         qos = hit[1]
     else:
         default_pod_spec_admitted(spec)
@@ -254,7 +254,7 @@ def default_pod(pod: JSON) -> None:
         if key is not None and done is not None:
             if len(_DEFAULTED) >= _DEFAULTED_MAX:
                 _DEFAULTED.clear()
-            _DEFAULTED[key] = (done, qos)
+            _DEFAULTED[key.key] = (key.generalize(done), qos)
     status = ensure(pod, "status")
     if not status.get("phase"):
         status["phase"] = "Pending"

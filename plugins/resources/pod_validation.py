@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from kybern.plugins.resources.common import JSON, json_key
+from kybern.plugins.resources.common import JSON, spec_key
 from kybern.quantity import format_quantity, parse_quantity
 from kybern.resources import FieldError
 from kybern.validation import (
@@ -522,14 +522,14 @@ def validate_pod_spec(spec: JSON | None, path: str) -> list[FieldError]:
     The answer depends on the spec alone, and every pod of a template has the same spec, so
     specs found valid are remembered (as their JSON; invalid ones are checked each time, their
     errors quote values of the object)."""
-    key = json_key(spec) if spec else None
-    if key is not None and (path, key) in _VALID_SPECS:
+    key = spec_key(spec) if spec else None
+    if key is not None and (path, key.key) in _VALID_SPECS:
         return []
     errs = _validate_pod_spec(spec, path)
     if key is not None and not errs:
         if len(_VALID_SPECS) >= _VALID_SPECS_MAX:
             _VALID_SPECS.clear()
-        _VALID_SPECS.add((path, key))
+        _VALID_SPECS.add((path, key.key))
     return errs
 
 

@@ -148,3 +148,77 @@ def test_validity_is_remembered_per_path_and_spec(empty_caches: None) -> None:
         "spec.template.spec.restartPolicy",
         "spec.template.spec.dnsPolicy",
     ]
+
+
+def _token_pod(name: str, extra_volume: str | None = None) -> dict[str, Any]:
+    """A pod as the API server's service account admission leaves it: a token volume with a
+    random name, mounted into every container."""
+    volume = {
+        "name": name,
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            ]
+        },
+    }
+    mount = {"name": name, "readOnly": True, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}
+    spec: dict[str, Any] = {
+        "containers": [_container(volumeMounts=[mount], resources={"requests": {"cpu": "100m"}})],
+        "volumes": [volume],
+    }
+    if extra_volume is not None:
+        spec["volumes"].append({"name": extra_volume, "emptyDir": {}})
+    return _pod(spec)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("kube-api-access-bcdfg", "kube-api-access-2x4z9"),  # the placeholder stands for both
+        ("kube-api-access-#####", "kube-api-access-2x4z9"),  # the placeholder itself: kept apart
+    ],
+)
+def test_token_volume_names_share_one_entry(
+    names: tuple[str, str], monkeypatch: pytest.MonkeyPatch, empty_caches: None
+) -> None:
+    for name in (*names, names[1]):
+        expected = _token_pod(name)
+        _general(monkeypatch, default_pod, expected)
+        got = _token_pod(name)
+        default_pod(got)
+        assert msgspec.json.encode(got) == msgspec.json.encode(expected)
+        assert got["spec"]["volumes"][0]["name"] == name
+        assert got["spec"]["containers"][0]["volumeMounts"][0]["name"] == name
+        errs = _general(monkeypatch, validate_pod_spec, got["spec"], "spec")
+        assert validate_pod_spec(copy.deepcopy(got["spec"]), "spec") == errs
+        assert validate_pod_spec(copy.deepcopy(got["spec"]), "spec") == errs
+    shared = "#####" not in names[0]
+    assert len(pod_defaults._DEFAULTED) == (1 if shared else 2)
+    # after a renamed spec was found valid, a spec holding the placeholder itself (an invalid
+    # volume name) is still checked
+    odd = _token_pod("kube-api-access-#####")
+    default_pod(odd)
+    errs = validate_pod_spec(odd["spec"], "spec")
+    assert errs and errs == _general(monkeypatch, validate_pod_spec, odd["spec"], "spec")
+
+
+def test_two_token_like_names_are_not_merged(monkeypatch: pytest.MonkeyPatch, empty_caches: None) -> None:
+    """A second volume with a token-like name: no renaming, each spec is its own entry, and a
+    clash (the same name twice) is still reported after the valid spec was remembered."""
+    for first, second in (
+        ("kube-api-access-bcdfg", "kube-api-access-ghjkl"),
+        ("kube-api-access-2x4z9", "kube-api-access-ghjkl"),
+        ("kube-api-access-ghjkl", "kube-api-access-ghjkl"),  # duplicate volume name: invalid
+    ):
+        expected = _token_pod(first, extra_volume=second)
+        _general(monkeypatch, default_pod, expected)
+        got = _token_pod(first, extra_volume=second)
+        default_pod(got)
+        assert got == expected
+        errs = _general(monkeypatch, validate_pod_spec, got["spec"], "spec")
+        assert bool(errs) == (first == second)
+        assert validate_pod_spec(got["spec"], "spec") == errs
+        assert validate_pod_spec(got["spec"], "spec") == errs
+    # the duplicate has one token-like name (renamed), the other two pairs are kept as sent
+    assert len(pod_defaults._DEFAULTED) == 3
