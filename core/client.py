@@ -614,7 +614,8 @@ class _WatchProtocol(asyncio.Protocol):
 
 
 class HttpApiClient:
-    """:class:`ApiClient` over HTTP(S) with one aiohttp session per client.
+    """:class:`ApiClient` over HTTP(S): requests on kept-alive HTTP/1.1 connections, each watch
+    on a connection of its own, both written and read by this module (see :class:`_Transport`).
 
     Resources are addressed as kubectl names them (``pods``, ``deployments.apps``,
     ``deployments.v1.apps``); the URL follows from the name alone (core group under /api,
@@ -643,8 +644,8 @@ class HttpApiClient:
             ssl_context = ssl.create_default_context(cafile=str(ca_file))
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._timeout = aiohttp.ClientTimeout(total=request_timeout, sock_connect=30)
-        #: watches (and _get_session's callers) go through aiohttp; every other request
-        #: through the leaner transport
+        #: only for callers of _get_session (raw requests such as /metrics); requests and
+        #: watches go through the leaner transport
         self._session: aiohttp.ClientSession | None = None
         self._transport = _Transport(self.url, self._ssl, self._unix_socket, request_timeout)
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
