@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
+import httptools
 import msgspec
 import yaml
 
@@ -224,20 +225,6 @@ def status_from_response(code: int, body: bytes, content_type: str | None = None
 # --- the request path: HTTP/1.1 on kept-alive connections ------------------------------------
 
 
-class _Connection:
-    __slots__ = ("reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    def usable(self) -> bool:
-        return not self.writer.transport.is_closing() and not self.reader.at_eof()
-
-    def close(self) -> None:
-        self.writer.transport.abort()
-
-
 class _ResponseError(Exception):
     """The connection broke or sent something that is not an HTTP/1.1 answer."""
 
@@ -247,13 +234,129 @@ class _ResponseError(Exception):
         self.before_answer = before_answer
 
 
+class _AnswerProtocol(asyncio.Protocol):
+    """An HTTP/1.1 client connection whose answers llhttp (httptools) parses as bytes arrive:
+    status, framing (Content-Length, chunked, or until the connection closes) and keep-alive
+    come from the parser; subclasses take the body (``on_body``) and the end of an answer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.code = 0
+        #: bytes of an answer arrived / its headers are complete / it has a length or chunks
+        self.started = self.headers_done = self.framed = False
+        self.closed = False
+        self._writable: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.broken(_ResponseError(f"not an HTTP answer: {exc}", before_answer=False))
+            if self.transport is not None:
+                self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if self.started and self.headers_done and not self.framed:
+            self.on_message_complete()  # its body ended with the connection: complete
+            return
+        self.broken(
+            _ResponseError(
+                "the answer broke off" if self.started else "the server closed the connection",
+                before_answer=not self.started,
+            )
+        )
+
+    def pause_writing(self) -> None:
+        self._writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def send(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        if self._writable is not None:
+            await self._writable  # a large body: wait until the socket takes it
+            self._writable = None
+
+    # httptools' callbacks
+    def on_message_begin(self) -> None:
+        self.started, self.headers_done, self.framed = True, False, False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        self.code = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        raise NotImplementedError
+
+    def on_message_complete(self) -> None:
+        raise NotImplementedError
+
+    def broken(self, error: _ResponseError) -> None:
+        raise NotImplementedError
+
+
+class _Connection(_AnswerProtocol):
+    """A kept-alive connection for unary requests: one answer at a time, whole."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self._body: list[bytes] = []
+        self._waiter: asyncio.Future[tuple[int, bytes, bool]] | None = None
+
+    def usable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def request(self, data: bytes) -> tuple[int, bytes, bool]:
+        """Send a request; its answer's status, body and whether the connection stays open."""
+        self._waiter = self.loop.create_future()
+        await self.send(data)
+        return await self._waiter
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        keep = not self.closed and self.parser.should_keep_alive()
+        result = (self.code, b"".join(self._body), keep)
+        self._body = []
+        self.started = self.headers_done = False
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def broken(self, error: _ResponseError) -> None:
+        self._body = []
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+
 class _Transport:
-    """Unary requests (everything but watches) on a pool of kept-alive HTTP/1.1 connections,
-    written and parsed here on asyncio streams. aiohttp's client spends ~3x the CPU of the
-    request itself on its machinery (~400 us against ~130 us a request on uvloop and TLS);
-    a thousand hollow nodes' status and lease writes are most of the agent's CPU. The answers
-    this needs to read are the API server's: status line, headers, a Content-Length or
-    chunked body."""
+    """Unary requests (everything but watches) on a pool of kept-alive HTTP/1.1 connections
+    whose answers llhttp parses (httptools, the parser uvicorn uses). aiohttp's client spends
+    ~3x the CPU of the request itself on its machinery (~400 us against ~130 us a request on
+    uvloop and TLS); a thousand hollow nodes' status and lease writes are most of the agent's
+    CPU."""
 
     def __init__(
         self,
@@ -286,23 +389,24 @@ class _Transport:
         return self._slots
 
     async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
         try:
             if self._unix:
-                reader, writer = await asyncio.open_unix_connection(self._unix, limit=2**20)
+                _, conn = await loop.create_unix_connection(lambda: _Connection(loop), self._unix)
             else:
-                reader, writer = await asyncio.open_connection(
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop),
                     self._host,
                     self._port,
                     ssl=self._tls,
                     server_hostname=self._host if self._tls else None,
-                    limit=2**20,
                 )
         except ssl.SSLCertVerificationError:
             raise
         except OSError as exc:
             where = self._unix or f"{self._host}:{self._port}"
             raise aiohttp.ClientOSError(exc.errno, f"Cannot connect to host {where}: {exc}") from exc
-        return _Connection(reader, writer)
+        return conn
 
     async def request(self, head: bytes, body: bytes | None) -> tuple[int, bytes]:
         """Send one request (``head`` ends with the blank line); the answer's status and body."""
@@ -320,10 +424,7 @@ class _Transport:
                 if conn is None:
                     conn = await self._open()
                 try:
-                    conn.writer.write(head + body if body else head)
-                    if conn.writer.transport.get_write_buffer_size() > 1 << 16:
-                        await conn.writer.drain()
-                    status, data, keep = await self._answer(conn.reader)
+                    status, data, keep = await conn.request(head + body if body else head)
                 except (_ResponseError, OSError) as exc:
                     conn.close()
                     if reused and attempt == 0 and (not isinstance(exc, _ResponseError) or exc.before_answer):
@@ -338,68 +439,6 @@ class _Transport:
                     conn.close()
                 return status, data
         raise AssertionError("unreachable")
-
-    @staticmethod
-    async def _head(reader: asyncio.StreamReader) -> tuple[int, int | None, bool, bool]:
-        """The status line and headers: code, Content-Length, chunked, keep-alive."""
-        try:
-            block = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            raise _ResponseError(
-                "the server closed the connection" if not exc.partial else "the answer ended in its headers",
-                before_answer=not exc.partial,
-            ) from None
-        except asyncio.LimitOverrunError:
-            raise _ResponseError("the answer's headers are too long", before_answer=False) from None
-        status_line, *fields = block[:-4].split(b"\r\n")
-        try:
-            version, code_text = status_line.split(None, 2)[:2]
-            code = int(code_text)
-        except ValueError:
-            raise _ResponseError(f"not an HTTP answer: {status_line[:80]!r}", before_answer=False) from None
-        length: int | None = None
-        chunked = False
-        keep = version == b"HTTP/1.1"
-        for line in fields:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                token = value.strip().lower()
-                keep = token == b"keep-alive" or (keep and token != b"close")
-        return code, length, chunked, keep
-
-    @staticmethod
-    async def _body(reader: asyncio.StreamReader, code: int, length: int | None, chunked: bool) -> bytes:
-        try:
-            if code in (204, 304) or 100 <= code < 200:
-                return b""
-            if chunked:
-                parts: list[bytes] = []
-                while True:
-                    size = int((await reader.readline()).split(b";", 1)[0].strip() or b"x", 16)
-                    if size == 0:
-                        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return b"".join(parts)
-                    parts.append(await reader.readexactly(size))
-                    await reader.readexactly(2)
-            if length is not None:
-                return await reader.readexactly(length)
-            return await reader.read()  # until the server closes
-        except (asyncio.IncompleteReadError, ValueError) as exc:
-            raise _ResponseError(f"the answer's body broke off: {exc}", before_answer=False) from None
-
-    @classmethod
-    async def _answer(cls, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-        code, length, chunked, keep = await cls._head(reader)
-        body = await cls._body(reader, code, length, chunked)
-        if length is None and not chunked and code not in (204, 304) and not 100 <= code < 200:
-            keep = False
-        return code, body, keep
 
     async def watch(self, head: bytes) -> AsyncIterator[WatchEvent]:
         """A watch on a connection of its own, read by :class:`_WatchProtocol`. The connection
@@ -453,68 +492,44 @@ class _Transport:
         self._idle = []
 
 
-class _WatchProtocol(asyncio.Protocol):
-    """A watch's answer, parsed as it arrives: the status line and headers, the chunk framing,
-    then one JSON event a line, each decoded in one pass into a :class:`WatchEvent` right in
-    ``data_received``. The reader is woken once per network read however many events it
-    brought; no stream reader, no chunk-by-chunk awaits. Far behind readers pause the socket."""
+class _WatchProtocol(_AnswerProtocol):
+    """A watch's answer, parsed as it arrives: one JSON event a line, each decoded in one pass
+    into a :class:`WatchEvent` right in ``data_received``. The reader is woken once per
+    network read however many events it brought; no stream reader, no chunk-by-chunk awaits.
+    Far behind readers pause the socket."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
+        super().__init__(loop)
         self.events: collections.deque[WatchEvent] = collections.deque()
         self.waiter: asyncio.Future[None] | None = None
-        self.code = 0
         self.body: list[bytes] = []  # an error answer's body (code >= 400)
         self.done = False
         self.error: BaseException | None = None
         self.paused = False
-        self._head = b""  # the headers until they are complete; None after
-        self._in_head = True
-        self._chunked = False
-        self._left: int | None = None  # a Content-Length body's bytes still to come
-        self._pending = b""  # a chunk-size line split across reads
-        self._need = 0  # bytes of the current chunk's data still to come
-        self._skip = 0  # bytes of the CRLF after a chunk's data still to skip
         self._line = b""  # an event line split across reads
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if self.done:
             return
-        try:
-            self._feed(data)
-        except Exception as exc:  # a broken answer: the iteration raises it
-            self._finish(
-                exc if isinstance(exc, aiohttp.ClientError) else aiohttp.ClientPayloadError(str(exc))
-            )
-            if self.transport is not None:
-                self.transport.abort()
+        super().data_received(data)
         if self.events and len(self.events) > 4096 and not self.paused and not self.done:
             self.paused = True
             self.transport.pause_reading()  # type: ignore[union-attr]
         self._wake()
 
-    def eof_received(self) -> bool:
-        self._end()
-        return False
+    def on_message_complete(self) -> None:
+        self.started = False
+        self._finish(None)  # the server ended the watch
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._end()
-
-    def _end(self) -> None:
-        if self.done:
-            return
-        if self._in_head:
+    def broken(self, error: _ResponseError) -> None:
+        if error.before_answer:
             self._finish(aiohttp.ServerDisconnectedError())
-        elif self._chunked or self._left:
-            self._finish(aiohttp.ClientPayloadError("the watch stream broke off before its end"))
         else:
-            self._finish(None)  # a body without length ends with the connection
+            self._finish(aiohttp.ClientPayloadError(f"the watch stream broke off: {error}"))
 
     def _finish(self, error: BaseException | None) -> None:
+        if self.done:
+            return
         if error is None and self._line.strip() and self.code < 400:
             self.events.append(_watch_event(self._line))
         self._line = b""
@@ -527,71 +542,7 @@ class _WatchProtocol(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _feed(self, data: bytes) -> None:
-        if self._in_head:
-            self._head += data
-            end = self._head.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._head) > 1 << 16:
-                    raise aiohttp.ClientPayloadError("the answer's headers are too long")
-                return
-            self._parse_head(self._head[:end])
-            data = self._head[end + 4 :]
-            self._head = b""
-            self._in_head = False
-            if self.code in (204, 304) or self._left == 0:
-                self._finish(None)
-                return
-        if not self._chunked:
-            if self._left is not None:
-                data = data[: self._left]
-                self._left -= len(data)
-            self._piece(data)
-            if self._left == 0:
-                self._finish(None)
-            return
-        if self._pending:
-            data = self._pending + data
-            self._pending = b""
-        pos, end = 0, len(data)
-        while pos < end:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                pos += step
-                self._skip -= step
-            elif self._need:
-                step = min(self._need, end - pos)
-                self._piece(data[pos : pos + step] if pos or step < end else data)
-                pos += step
-                self._need -= step
-                if not self._need:
-                    self._skip = 2
-            else:
-                eol = data.find(b"\r\n", pos)
-                if eol < 0:
-                    self._pending = data[pos:]
-                    return
-                self._need = int(data[pos:eol].split(b";", 1)[0].strip(), 16)
-                pos = eol + 2
-                if not self._need:  # the last chunk: the server ended the watch
-                    self._finish(None)
-                    return
-
-    def _parse_head(self, block: bytes) -> None:
-        status_line, *fields = block.split(b"\r\n")
-        try:
-            self.code = int(status_line.split(None, 2)[1])
-        except (ValueError, IndexError):
-            raise aiohttp.ClientPayloadError(f"not an HTTP answer: {status_line[:80]!r}") from None
-        for line in fields:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                self._left = int(value)
-            elif name == b"transfer-encoding":
-                self._chunked = b"chunked" in value.lower()
-
-    def _piece(self, data: bytes) -> None:
+    def on_body(self, data: bytes) -> None:
         """Body bytes: an error answer's are kept whole, a watch's cut into events."""
         if self.code >= 400:
             self.body.append(data)
