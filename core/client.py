@@ -388,14 +388,16 @@ class _Transport:
             self._loop, self._idle, self._slots = loop, [], asyncio.Semaphore(self._limit)
         return self._slots
 
-    async def _open(self) -> _Connection:
+    async def _connect(self, protocol: _AnswerProtocol) -> None:
+        """Connect ``protocol`` to the server (Unix socket, TCP or TLS); a refused or
+        unreachable server is aiohttp's ClientOSError, as callers of the client catch."""
         loop = asyncio.get_running_loop()
         try:
             if self._unix:
-                _, conn = await loop.create_unix_connection(lambda: _Connection(loop), self._unix)
+                await loop.create_unix_connection(lambda: protocol, self._unix)
             else:
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(loop),
+                await loop.create_connection(
+                    lambda: protocol,
                     self._host,
                     self._port,
                     ssl=self._tls,
@@ -406,6 +408,10 @@ class _Transport:
         except OSError as exc:
             where = self._unix or f"{self._host}:{self._port}"
             raise aiohttp.ClientOSError(exc.errno, f"Cannot connect to host {where}: {exc}") from exc
+
+    async def _open(self) -> _Connection:
+        conn = _Connection(asyncio.get_running_loop())
+        await self._connect(conn)
         return conn
 
     async def request(self, head: bytes, body: bytes | None) -> tuple[int, bytes]:
@@ -447,23 +453,8 @@ class _Transport:
         go at once."""
         loop = asyncio.get_running_loop()
         proto = _WatchProtocol(loop)
-        try:
-            async with asyncio.timeout(30):  # connecting only: events may take as long as they like
-                if self._unix:
-                    await loop.create_unix_connection(lambda: proto, self._unix)
-                else:
-                    await loop.create_connection(
-                        lambda: proto,
-                        self._host,
-                        self._port,
-                        ssl=self._tls,
-                        server_hostname=self._host if self._tls else None,
-                    )
-        except ssl.SSLCertVerificationError:
-            raise
-        except OSError as exc:
-            where = self._unix or f"{self._host}:{self._port}"
-            raise aiohttp.ClientOSError(exc.errno, f"Cannot connect to host {where}: {exc}") from exc
+        async with asyncio.timeout(30):  # connecting only: events may take as long as they like
+            await self._connect(proto)
         transport = proto.transport
         assert transport is not None
         events = proto.events

@@ -37,6 +37,9 @@ from typing import Any
 
 import aiohttp
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from leanhttp import LeanClient
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -122,52 +125,6 @@ def cpu_split(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-class LeanClient:
-    """One keep-alive HTTPS connection speaking just enough HTTP/1.1 for the benchmark."""
-
-    def __init__(
-        self, host: str, port: int, ctx: ssl.SSLContext, token: str, user_agent: str = "bench"
-    ) -> None:
-        self.host, self.port, self.ctx = host, port, ctx
-        self.head = (
-            f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
-            f"User-Agent: {user_agent}/v1.32.0\r\nAccept: application/json\r\n"
-        )
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
-    ) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
-        assert self.reader is not None
-        head = self.head
-        if content_type != "application/json":
-            head = head.replace("application/json", content_type, 1)
-        self.writer.write(
-            f"{method} {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-        )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        pairs = (line.partition(":") for line in lines[1:] if line)
-        headers = {k.strip().lower(): v.strip() for k, _, v in pairs}
-        if "content-length" in headers:
-            return status, await self.reader.readexactly(int(headers["content-length"]))
-        chunks = []
-        while True:  # chunked
-            size = int((await self.reader.readuntil(b"\r\n")).strip(), 16)
-            chunk = await self.reader.readexactly(size + 2)
-            if size == 0:
-                return status, b"".join(chunks)
-            chunks.append(chunk[:-2])
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 async def lean_creates(

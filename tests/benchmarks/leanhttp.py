@@ -13,12 +13,15 @@ import ssl
 
 
 class LeanClient:
-    """One keep-alive HTTPS connection speaking just enough HTTP/1.1 for a benchmark."""
+    """One keep-alive HTTPS connection speaking just enough HTTP/1.1 for the benchmark."""
 
-    def __init__(self, host: str, port: int, ctx: ssl.SSLContext, token: str) -> None:
+    def __init__(
+        self, host: str, port: int, ctx: ssl.SSLContext, token: str, user_agent: str = "bench"
+    ) -> None:
         self.host, self.port, self.ctx = host, port, ctx
         self.head = (
             f"Host: {host}:{port}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            f"User-Agent: {user_agent}/v1.32.0\r\nAccept: application/json\r\n"
         )
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -28,12 +31,17 @@ class LeanClient:
         host, port = url.removeprefix("https://").rsplit(":", 1)
         return cls(host, int(port), ctx, token)
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+    ) -> tuple[int, bytes]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
         assert self.reader is not None
+        head = self.head
+        if content_type != "application/json":
+            head = head.replace("application/json", content_type, 1)
         self.writer.write(
-            f"{method} {path} HTTP/1.1\r\n{self.head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+            f"{method} {path} HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
