@@ -207,17 +207,22 @@ class Kubelet:
 
     # ------------------------------------------------------------------ batched loops
 
+    @staticmethod
+    async def _guarded(fn: Any, node: NodeAgent, what: str, quiet: bool) -> None:
+        """One node's turn: its failure is logged, never the other nodes' problem."""
+        try:
+            await fn(node)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            (log.debug if quiet else log.warning)("node {}: {} failed: {}", node.name, what, exc)
+
     async def _for_all(self, fn: Any, what: str, quiet: bool = False) -> None:
         sem = asyncio.Semaphore(BATCH)
 
         async def one(node: NodeAgent) -> None:
             async with sem:
-                try:
-                    await fn(node)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    (log.debug if quiet else log.warning)("node {}: {} failed: {}", node.name, what, exc)
+                await self._guarded(fn, node, what, quiet)
 
         await asyncio.gather(*(one(n) for n in list(self.nodes.values())))
 
@@ -248,12 +253,7 @@ class Kubelet:
         async def one(index: int) -> None:
             node = nodes[index]
             async with slots:
-                try:
-                    await fn(node)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    (log.debug if quiet else log.warning)("node {}: {} failed: {}", node.name, what, exc)
+                await self._guarded(fn, node, what, quiet)
             finish = time.monotonic()
             heapq.heappush(due, (finish + period * (1.0 + jitter * random.random()), index))
 
