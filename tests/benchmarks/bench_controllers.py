@@ -27,7 +27,7 @@ from typing import Any
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))  # "support" and "kubelet" are the tests' packages here
 
-from kubelet.nodes import BUSYBOX, Cluster, kubelet_cluster, start_server  # noqa: E402
+from kubelet.nodes import BUSYBOX, Cluster, kubelet_cluster, start_hollow  # noqa: E402
 
 
 def deployment(name: str, replicas: int, image: str, command: list[str] | None = None) -> dict[str, Any]:
@@ -71,27 +71,12 @@ def timed_rollout(cluster: Cluster, manifest: dict[str, Any], replicas: int) -> 
 def hollow(args: argparse.Namespace) -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-controllers-"))
     per_node = (args.replicas + args.rolling) // args.nodes + 20
-    server = start_server(
-        base, None, None, "ignored", "--runtime", "simulated", "--nodes", str(args.nodes),
-        "--node-name-prefix", "hollow-", "--cpu", "64", "--memory", "256Gi", "--pods", str(per_node),
-    )  # fmt: skip
+    server = start_hollow(base, args.nodes, "hollow-", "64", "256Gi", per_node)
     cluster = Cluster(server)
     try:
         cluster.wait_for(
             "hollow nodes Ready",
-            lambda: (
-                len(
-                    [
-                        n
-                        for n in cluster.json("get", "nodes")["items"]
-                        if any(
-                            c["type"] == "Ready" and c["status"] == "True"
-                            for c in (n.get("status") or {}).get("conditions") or []
-                        )
-                    ]
-                )
-                == args.nodes
-            ),
+            lambda: len(cluster.ready_nodes()) == args.nodes,
             timeout=120,
         )
         seconds = timed_rollout(cluster, deployment("big", args.replicas, "example/app:1.0"), args.replicas)

@@ -115,6 +115,17 @@ class Cluster:
     def pod(self, name: str, namespace: str = "default") -> dict[str, Any]:
         return self.json("get", "pod", name, "-n", namespace)
 
+    def ready_nodes(self) -> list[dict[str, Any]]:
+        """The nodes whose Ready condition is True."""
+        return [
+            n
+            for n in self.json("get", "nodes")["items"]
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in (n.get("status") or {}).get("conditions") or []
+            )
+        ]
+
     def container_status(self, pod: str, index: int = 0) -> dict[str, Any]:
         statuses = (self.pod(pod).get("status") or {}).get("containerStatuses") or []
         return statuses[index] if len(statuses) > index else {}
@@ -194,6 +205,14 @@ def cleanup_podman(node: Node) -> None:
         if net.startswith("kybern-"):
             node.cli("network", "rm", "-f", net, check=False)
     release_dirs(node.podman)
+
+
+def start_hollow(base: Path, nodes: int, prefix: str, cpu: str, memory: str, pods: int) -> Server:
+    """``kybern server`` whose agent runs ``nodes`` hollow nodes (the simulated runtime)."""
+    return start_server(
+        base, None, None, "ignored", "--runtime", "simulated", "--nodes", str(nodes),
+        "--node-name-prefix", prefix, "--cpu", cpu, "--memory", memory, "--pods", str(pods),
+    )  # fmt: skip
 
 
 @contextmanager

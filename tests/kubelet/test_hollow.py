@@ -11,17 +11,14 @@ import pytest
 from support.cli import require_plugins
 from support.cluster import Server
 
-from .nodes import Cluster, start_server
+from .nodes import Cluster, start_hollow
 
 
 @pytest.fixture(scope="module")
 def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_plugins("kubelet", "simulated")
     base = tmp_path_factory.mktemp("hollow")
-    server: Server = start_server(
-        base, None, None, "ignored", "--runtime", "simulated", "--nodes", "5",
-        "--node-name-prefix", "hollow-", "--cpu", "4", "--memory", "8Gi", "--pods", "20",
-    )  # fmt: skip
+    server: Server = start_hollow(base, 5, "hollow-", "4", "8Gi", 20)
     try:
         yield Cluster(server)
     finally:
@@ -30,10 +27,8 @@ def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_hollow_nodes_register_with_leases_and_given_capacity(hollow: Cluster) -> None:
     def all_ready() -> list | None:
-        nodes = hollow.json("get", "nodes")["items"]
-        conds = [{c["type"]: c["status"] for c in n.get("status", {}).get("conditions") or []} for n in nodes]
-        ready = [c for c in conds if c.get("Ready") == "True"]
-        return nodes if len(ready) == 5 else None
+        nodes = hollow.ready_nodes()
+        return nodes if len(nodes) == 5 else None
 
     nodes = hollow.wait_for("5 Ready hollow nodes", all_ready)
     assert sorted(n["metadata"]["name"] for n in nodes) == [f"hollow-{i}" for i in range(5)]

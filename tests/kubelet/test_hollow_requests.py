@@ -13,7 +13,7 @@ import pytest
 from support.cli import require_plugins
 from support.cluster import Server
 
-from .nodes import Cluster, start_server
+from .nodes import Cluster, start_hollow
 
 PODS = 8
 
@@ -22,10 +22,7 @@ PODS = 8
 def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_plugins("kubelet", "simulated")
     base = tmp_path_factory.mktemp("hollow-requests")
-    server: Server = start_server(
-        base, None, None, "ignored", "--runtime", "simulated", "--nodes", "4",
-        "--node-name-prefix", "quiet-", "--cpu", "4", "--memory", "8Gi", "--pods", "20",
-    )  # fmt: skip
+    server: Server = start_hollow(base, 4, "quiet-", "4", "8Gi", 20)
     try:
         yield Cluster(server)
     finally:
@@ -48,20 +45,7 @@ def _requests(cluster: Cluster) -> dict[str, float]:
 
 
 def test_one_status_write_per_running_pod(hollow: Cluster) -> None:
-    hollow.wait_for(
-        "4 Ready hollow nodes",
-        lambda: (
-            sum(
-                1
-                for n in hollow.json("get", "nodes")["items"]
-                if any(
-                    c["type"] == "Ready" and c["status"] == "True"
-                    for c in n.get("status", {}).get("conditions") or []
-                )
-            )
-            == 4
-        ),
-    )
+    hollow.wait_for("4 Ready hollow nodes", lambda: len(hollow.ready_nodes()) == 4)
     before = _requests(hollow)
     path = Path(hollow.server.data_dir.parent / "quiet-pods.yaml")
     path.write_text("\n---\n".join(
