@@ -35,7 +35,9 @@ from kybern.client import ApiError, HttpApiClient
 from kybern.quantity import cpu_millis, memory_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leanhttp import LeanClient
+from support.metrics import request_counts
 
 SCHED_CONFIG = """\
 apiVersion: kubescheduler.config.k8s.io/v1
@@ -247,19 +249,8 @@ class Load:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def _writes(self) -> dict[str, float]:
-        text = await self._metrics_text()
-        counts: dict[str, float] = {}
-        for line in text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.rindex("}")].split(","))
-            labels = {k: v.strip('"') for k, v in labels.items()}
-            if labels.get("verb") not in self.WRITES:
-                continue
-            what = labels["resource"] + (f"/{labels['subresource']}" if labels.get("subresource") else "")
-            key = f"{labels['verb']} {what}"
-            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-        return counts
+        counts = request_counts(await self._metrics_text())
+        return {k: v for k, v in counts.items() if k.split(" ", 1)[0] in self.WRITES}
 
     async def _metrics_text(self) -> str:
         session = self.client._get_session()  # the client's own TLS session and token

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support.cli import require_plugins
 from support.cluster import Server
+from support.metrics import request_counts
 
 from .nodes import Cluster, start_hollow
 
@@ -31,17 +32,7 @@ def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _requests(cluster: Cluster) -> dict[str, float]:
     """verb + resource[/subresource] -> count, over every code."""
-    counts: dict[str, float] = {}
-    for line in cluster.kubectl("get", "--raw", "/metrics").stdout.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(kv.split("=", 1) for kv in line[line.index("{") + 1 : line.rindex("}")].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        key = f"{labels.get('verb')} {labels.get('resource')}"
-        if labels.get("subresource"):
-            key += f"/{labels['subresource']}"
-        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return counts
+    return request_counts(cluster.kubectl("get", "--raw", "/metrics").stdout)
 
 
 def test_one_status_write_per_running_pod(hollow: Cluster) -> None:
