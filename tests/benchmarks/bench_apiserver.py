@@ -39,6 +39,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from leanhttp import LeanClient
+from profiling import profiled_launch
 
 
 def free_port() -> int:
@@ -47,31 +48,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_CPU_PROFILE = """
-import cProfile, runpy, sys, time
-out, exe = sys.argv[1], sys.argv[2]
-sys.argv = sys.argv[2:]
-prof = cProfile.Profile(time.thread_time)
-prof.enable()
-try:
-    runpy.run_path(exe, run_name="__main__")
-finally:
-    prof.disable()
-    prof.dump_stats(out)
-"""
-
-
 def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, str, ssl.SSLContext]:
     port = free_port()
     data = base / "data"
-    exe = Path(sys.executable).parent / "kybern"
     log = open(base / "server.log", "wb")
-    profile = os.environ.get("KYBERN_BENCH_PROFILE")
-    launch = [sys.executable, "-m", "cProfile", "-o", profile, str(exe)] if profile else [str(exe)]
-    if profile and os.environ.get("KYBERN_BENCH_PROFILE_CPU"):
-        # the main thread's CPU clock instead of wall time: time a request spends waiting
-        # (for the GIL, in write() syscalls that block) is not counted against the code
-        launch = [sys.executable, "-c", _CPU_PROFILE, profile, str(exe)]
+    launch = profiled_launch(os.environ.get("KYBERN_BENCH_PROFILE"))
     proc = subprocess.Popen(
         [
             *launch,

@@ -37,6 +37,7 @@ from kybern.quantity import cpu_millis, memory_bytes
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leanhttp import LeanClient
+from profiling import profiled_launch
 from support.metrics import request_counts
 
 SCHED_CONFIG = """\
@@ -71,10 +72,9 @@ SCHED_PROFILE = os.environ.get("KYBERN_BENCH_SCHEDULER_PROFILE")
 
 
 def start_profiled_scheduler(base: Path) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).parent / "kybern"
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "cProfile", "-o", str(SCHED_PROFILE), str(exe)),
+            *profiled_launch(SCHED_PROFILE),
             *("--log-level", "WARNING", "component", "scheduler", "--data-dir", str(base / "data")),
             *("--scheduler-config", str(base / "scheduler.yaml")),
         ],
@@ -91,12 +91,12 @@ def start_server(
     data = base / "data"
     config = base / "scheduler.yaml"
     config.write_text(SCHED_CONFIG)
-    exe = Path(sys.executable).parent / "kybern"
     log = open(base / "server.log", "wb")
     disable = [a for n in ("controller-manager", "kubelet", "proxy", "dns") for a in ("--disable", n)]
-    # KYBERN_BENCH_PROFILE=FILE runs the server under cProfile (stats written at exit)
+    # KYBERN_BENCH_PROFILE=FILE runs the server under cProfile (stats written at exit; timed by
+    # its CPU clock with KYBERN_BENCH_PROFILE_CPU=1)
     profile = os.environ.get("KYBERN_BENCH_PROFILE")
-    launch = [sys.executable, "-m", "cProfile", "-o", profile, str(exe)] if profile else [str(exe)]
+    launch = profiled_launch(profile)
     if gc_threshold and not profile:
         # the same CLI with the collector's thresholds set first (an experiment: how much of the
         # server's CPU goes to cyclic GC scans of its large, growing heap)
@@ -309,12 +309,12 @@ def start_hollow_nodes(base: Path, client: HttpApiClient, nodes: int) -> subproc
     """``kybern agent --runtime simulated --nodes N``: hollow nodes with Node objects and
     Leases, whose pods go Running (the kubelet's status writes add to the API load)."""
     data = base / "data"
-    exe = Path(sys.executable).parent / "kybern"
     log = open(base / "agent.log", "wb")
     token = (data / "node-token").read_text().strip()
     return subprocess.Popen(
         [
-            str(exe),
+            # KYBERN_BENCH_AGENT_PROFILE=FILE: the agent under cProfile (see profiling.py)
+            *profiled_launch(os.environ.get("KYBERN_BENCH_AGENT_PROFILE")),
             "--log-level",
             "WARNING",
             "agent",
