@@ -266,6 +266,9 @@ class CycleState:
     #: ``run_filters(pod, nodes, all_nodes) -> reasons``: the profile's PreFilter and Filter
     #: on other node infos (preemption's dry runs on clones with victims removed)
     run_filters: Any = None
+    #: pods with required anti-affinity on ``all_nodes`` when the caller keeps that count (the
+    #: scheduler's cache does); None: unknown, plugins that care look at every node
+    anti_affinity_pods: int | None = None
 
     def plugin_args(self, plugin: str) -> dict[str, Any]:
         return self.args.get(plugin) or {}

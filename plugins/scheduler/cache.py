@@ -27,6 +27,20 @@ class SchedulerCache:
         #: node name -> pods nominated there by preemption (uid -> pod)
         self.nominated: dict[str, dict[str, PodInfo]] = {}
         self._nominated_node: dict[str, str] = {}
+        #: pods with required anti-affinity counted on the nodes: while there are none, the
+        #: cycle skips InterPodAffinity's scan of every node for them
+        self.anti_affinity_pods = 0
+
+    def _add(self, node: NodeInfo, pod: PodInfo) -> None:
+        before = node.anti_affinity_pods
+        node.add_pod(pod)
+        self.anti_affinity_pods += node.anti_affinity_pods - before
+
+    def _remove(self, node: NodeInfo, uid: str) -> PodInfo | None:
+        before = node.anti_affinity_pods
+        pod = node.remove_pod(uid)
+        self.anti_affinity_pods += node.anti_affinity_pods - before
+        return pod
 
     # --- nodes ---------------------------------------------------------------------------------
 
@@ -46,7 +60,7 @@ class SchedulerCache:
             for uid, pod in list(self._orphans.items()):
                 if pod.node_name == name:
                     del self._orphans[uid]
-                    info.add_pod(pod)
+                    self._add(info, pod)
             return info, True
         before = (info.allocatable, info.labels, info.taints, info.unschedulable)
         info.set_node(obj)
@@ -56,6 +70,7 @@ class SchedulerCache:
         info = self.nodes.pop(name, None)
         self._node_list = None
         if info is not None:
+            self.anti_affinity_pods -= info.anti_affinity_pods
             for uid, pod in info.pods.items():
                 self.pod_node.pop(uid, None)
                 self.assumed.discard(uid)
@@ -72,13 +87,13 @@ class SchedulerCache:
         self.assumed.discard(pod.uid)
         old = self.pod_node.get(pod.uid)
         if old is not None and old != pod.node_name and old in self.nodes:
-            self.nodes[old].remove_pod(pod.uid)
+            self._remove(self.nodes[old], pod.uid)
         node = self.nodes.get(pod.node_name)
         if node is None:
             self._orphans[pod.uid] = pod
             self.pod_node.pop(pod.uid, None)
             return not was_known
-        node.add_pod(pod)
+        self._add(node, pod)
         self.pod_node[pod.uid] = pod.node_name
         return not was_known
 
@@ -111,13 +126,13 @@ class SchedulerCache:
         name = self.pod_node.pop(uid, None)
         if name is None or name not in self.nodes:
             return None
-        return self.nodes[name].remove_pod(uid)
+        return self._remove(self.nodes[name], uid)
 
     def assume(self, pod: PodInfo, node_name: str) -> PodInfo:
         """Count ``pod`` on ``node_name`` now; returns the assumed copy."""
         assumed = PodInfo(**{f: getattr(pod, f) for f in PodInfo.__slots__})  # type: ignore[attr-defined]
         assumed.node_name = node_name
-        self.nodes[node_name].add_pod(assumed)
+        self._add(self.nodes[node_name], assumed)
         self.pod_node[pod.uid] = node_name
         self.assumed.add(pod.uid)
         return assumed

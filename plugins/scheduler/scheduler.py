@@ -208,6 +208,7 @@ class Scheduler:
         self.attempts += 1
         nodes = self.cache.node_list()
         state = profile.new_state(nodes, self.client)
+        state.anti_affinity_pods = self.cache.anti_affinity_pods
         result = profile.schedule(
             state, pod, nodes, self.config.percentage_of_nodes_to_score, self.cache.nominated_pods()
         )

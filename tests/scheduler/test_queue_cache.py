@@ -148,3 +148,87 @@ def test_a_bound_pods_status_update_keeps_the_nodes_generation() -> None:
     confirmed["spec"]["nodeName"] = "a"
     assert not cache.refresh_assigned(assumed.uid, confirmed)
     assert not cache.refresh_assigned("unknown-uid", running)
+
+
+def _anti_affinity_pod(name: str, node_name: str = "") -> object:
+    term = {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}
+    return pod(
+        name,
+        cpu="100m",
+        labels={"app": "web"},
+        node_name=node_name,
+        affinity={"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}},
+    )
+
+
+def test_the_caches_anti_affinity_count_follows_every_change() -> None:
+    """The count lets the cycle skip InterPodAffinity's scan of every node: it must equal the
+    nodes' own counts after assume, confirm, move, forget, removal and node deletion."""
+    cache = SchedulerCache()
+
+    def consistent() -> int:
+        assert cache.anti_affinity_pods == sum(n.anti_affinity_pods for n in cache.nodes.values())
+        return cache.anti_affinity_pods
+
+    cache.set_node(node("a").obj)
+    cache.set_node(node("b").obj)
+    first = _anti_affinity_pod("first")
+    cache.assume(first, "a")
+    assert consistent() == 1
+    bound = _anti_affinity_pod("first", node_name="a")
+    bound.uid = first.uid
+    cache.set_assigned_pod(bound)  # confirmed: still one
+    assert consistent() == 1
+    moved = _anti_affinity_pod("first", node_name="b")
+    moved.uid = first.uid
+    cache.set_assigned_pod(moved)
+    assert consistent() == 1 and cache.nodes["b"].anti_affinity_pods == 1
+    plain = pod("plain", cpu="100m", node_name="b")
+    plain.uid = first.uid  # the same pod without its anti-affinity (a recreated pod, say)
+    cache.set_assigned_pod(plain)
+    assert consistent() == 0
+    second = _anti_affinity_pod("second")
+    cache.assume(second, "a")
+    cache.forget(second.uid)
+    assert consistent() == 0
+    cache.set_assigned_pod(_anti_affinity_pod("third", node_name="late"))  # node not known yet
+    assert consistent() == 0
+    cache.set_node(node("late").obj)
+    assert consistent() == 1
+    cache.remove_node("late")
+    assert consistent() == 0
+    fourth = _anti_affinity_pod("fourth", node_name="a")
+    cache.set_assigned_pod(fourth)
+    assert consistent() == 1
+    cache.remove_pod(fourth.uid)
+    assert consistent() == 0
+
+
+def test_scheduling_with_the_caches_count_matches_the_full_scan() -> None:
+    """A cycle told the cache's anti-affinity count places pods exactly as one that scans."""
+    import random
+
+    from .helpers import profile
+
+    prof = profile()
+    runs = []
+    for hint in (False, True):
+        random.seed(5)
+        cache = SchedulerCache()
+        for name in ("a", "b", "c"):
+            cache.set_node(node(name, cpu="2").obj)
+        placed = []
+        for i in range(6):
+            # existing anti-affinity pods keep later "web" pods off their nodes (symmetry)
+            p = _anti_affinity_pod(f"w{i}") if i % 2 else pod(f"p{i}", cpu="100m", labels={"app": "web"})
+            nodes = cache.node_list()
+            state = prof.new_state(nodes, None)
+            if hint:
+                state.anti_affinity_pods = cache.anti_affinity_pods
+            result = prof.schedule(state, p, nodes, None)
+            placed.append(result if isinstance(result, str) else result.message())
+            if isinstance(result, str):
+                cache.assume(p, result)
+        runs.append(placed)
+    assert runs[0] == runs[1]
+    assert any("anti-affinity" in r for r in runs[1])  # the existing pods' terms did count

@@ -7,6 +7,7 @@ not cached); preferred terms of existing pods do not score the incoming pod.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from itertools import compress
 from operator import attrgetter
 from typing import Any
@@ -91,8 +92,12 @@ def kybern_sched_pre_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInf
     affinity = [Term(t, pod.namespace) for t in _terms(pod, "podAffinity", REQ)]
     anti = [Term(t, pod.namespace) for t in _terms(pod, "podAntiAffinity", REQ)]
     existing: list[tuple[str, str]] = []  # (topologyKey, value) the pod must avoid
-    # C-level scan: most clusters have no anti-affinity pods, and this runs for every pod
-    marked = compress(state.all_nodes, map(_ANTI_COUNT, state.all_nodes))
+    # C-level scan: most clusters have no anti-affinity pods, and this runs for every pod;
+    # none at all to look for when the scheduler's cache counts none
+    if state.anti_affinity_pods == 0:
+        marked: Iterable[NodeInfo] = ()
+    else:
+        marked = compress(state.all_nodes, map(_ANTI_COUNT, state.all_nodes))
     for node in marked:
         for other in node.pods.values():
             for term in _compiled_anti_terms(other):
