@@ -75,7 +75,7 @@ class ApiServerComponent:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         self.server: ApiServer | None = None
-        self.runner: web.AppRunner | None = None
+        self.runner: web.ServerRunner | None = None
         self.socket_path: Path | None = None
 
     async def start(self) -> None:
@@ -118,8 +118,7 @@ class ApiServerComponent:
         from kybern.plugins.apiserver.satokens import TokenSigner, ensure_signing_key
 
         srv.token_signer = TokenSigner(await asyncio.to_thread(ensure_signing_key, data_dir))
-        app = srv.make_app()
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+        self.runner = web.ServerRunner(srv.make_server(), handle_signals=False, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(
             self.runner,

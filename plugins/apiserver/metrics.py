@@ -25,7 +25,7 @@ __all__ = [
     "request_attributes",
 ]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 # kube-apiserver exposes no ``*_created`` series; without them /metrics is half the size
 disable_created_metrics()
@@ -228,10 +228,14 @@ def _is_long_running(attrs: dict[str, str], query: Mapping[str, str]) -> bool:
     return attrs["subresource"] == "log" and query.get("follow") in ("true", "1")
 
 
-async def instrumented(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def instrumented(
+    request: web.BaseRequest, handler: Handler, metrics: ApiServerMetrics | None = None
+) -> web.StreamResponse:
     """Run ``handler`` counted, timed and tracked in flight (what :func:`metrics_middleware`
-    does; the API server calls it directly, which spares aiohttp's middleware chain)."""
-    metrics = get_metrics(request.app)
+    does; the API server calls it directly with its own ``metrics``: it serves requests from
+    aiohttp's low-level server, whose requests belong to no application)."""
+    if metrics is None:
+        metrics = get_metrics(request.app)  # type: ignore[attr-defined]
     query = request.query
     attrs = request_attributes(request.method, request.path, query)
     if attrs["verb"] == "PATCH" and request.content_type == "application/apply-patch+yaml":
@@ -263,17 +267,17 @@ async def instrumented(request: web.Request, handler: Handler) -> web.StreamResp
         metrics.request_counter(scoped, code).inc()
 
 
-def metrics_middleware() -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def metrics_middleware() -> Callable[[web.BaseRequest, Handler], Awaitable[web.StreamResponse]]:
     """Count, time and track in-flight API requests (``/metrics`` itself and health probes too)."""
 
     @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
         return await instrumented(request, handler)
 
     return middleware
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
+async def metrics_handler(request: web.BaseRequest, metrics: ApiServerMetrics | None = None) -> web.Response:
     """``GET /metrics`` in the Prometheus text format."""
-    body = get_metrics(request.app).exposition()
+    body = (metrics or get_metrics(request.app)).exposition()  # type: ignore[attr-defined]
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -95,7 +95,7 @@ def _node_error(code: int, text: str) -> errors.ApiStatusError:
     return errors.ApiStatusError(code, REASONS.get(code, "InternalError"), message)
 
 
-async def proxy_logs(srv: ApiServer, request: web.Request, url: str) -> web.StreamResponse:
+async def proxy_logs(srv: ApiServer, request: web.BaseRequest, url: str) -> web.StreamResponse:
     params = [(k, v) for k, v in request.query.items() if k != "container"]
     session = _session()
     try:
@@ -119,12 +119,12 @@ async def proxy_logs(srv: ApiServer, request: web.Request, url: str) -> web.Stre
         await session.close()
 
 
-def _chosen(request: web.Request, supported: tuple[str, ...]) -> tuple[list[str], str | None]:
+def _chosen(request: web.BaseRequest, supported: tuple[str, ...]) -> tuple[list[str], str | None]:
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     return offered, next((p for p in offered if p in supported), None)
 
 
-async def proxy_websocket(srv: ApiServer, request: web.Request, url: str, sub: str) -> web.StreamResponse:
+async def proxy_websocket(srv: ApiServer, request: web.BaseRequest, url: str, sub: str) -> web.StreamResponse:
     supported = PORTFORWARD_PROTOCOLS if sub == "portforward" else EXEC_PROTOCOLS
     offered, protocol = _chosen(request, supported)
     ws = web.WebSocketResponse(protocols=supported, max_msg_size=0, autoping=True)

@@ -248,6 +248,16 @@ class Load:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    @staticmethod
+    def _syscalls(pid: int) -> tuple[int, int]:
+        """(read, write) syscalls of a process so far: each watch event or response the server
+        sends alone costs it a write (and its client a read and a wake-up)."""
+        try:
+            io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+        except (OSError, ValueError):
+            return 0, 0
+        return int(io.get("syscr", 0)), int(io.get("syscw", 0))
+
     async def _writes(self) -> dict[str, float]:
         counts = request_counts(await self._metrics_text())
         return {k: v for k, v in counts.items() if k.split(" ", 1)[0] in self.WRITES}
@@ -277,6 +287,7 @@ class Load:
         self._children()
         self.t0 = time.monotonic()
         self.cpu0 = {name: self._cpu(pid) for name, pid in self.pids.items()}
+        self.io0 = self._syscalls(self.pids["server"])
         self.self0 = time.process_time()
         self.writes0 = await self._writes()
 
@@ -285,6 +296,8 @@ class Load:
         elapsed = time.monotonic() - self.t0
         cpu = {name: self._cpu(pid) - self.cpu0[name] for name, pid in self.pids.items()}
         cpu["bench client"] = time.process_time() - self.self0
+        io = self._syscalls(self.pids["server"])
+        self.server_syscalls = (io[0] - self.io0[0], io[1] - self.io0[1])
         writes = await self._writes()
         print(
             "CPU during the phase (share of one core): "
@@ -431,6 +444,11 @@ async def throughput(
         print(
             f"server CPU per bound pod: {per_pod * 1000:.2f} ms "
             f"(-> {1 / per_pod:.0f} pods/s if the server had one core to itself)"
+        )
+        reads, writes = load.server_syscalls
+        print(
+            f"server syscalls per bound pod: {writes / len(watcher.bound):.1f} writes, "
+            f"{reads / len(watcher.bound):.1f} reads"
         )
     if watcher.bound:
         # every process of the benchmark shares the machine's cores: the sum bounds throughput too
