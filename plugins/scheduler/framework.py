@@ -247,6 +247,6 @@ class Profile:
     @staticmethod
     def _pick(totals: dict[str, float]) -> str:
         """Highest total; ties broken at random (kube's reservoir sampling)."""
-        best = max(totals.values())
-        winners = [n for n, v in totals.items() if v >= best - 1e-9]
+        floor = max(totals.values()) - 1e-9
+        winners = [n for n, v in totals.items() if v >= floor]
         return winners[0] if len(winners) == 1 else random.choice(winners)
