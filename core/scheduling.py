@@ -266,9 +266,13 @@ class CycleState:
     #: ``run_filters(pod, nodes, all_nodes) -> reasons``: the profile's PreFilter and Filter
     #: on other node infos (preemption's dry runs on clones with victims removed)
     run_filters: Any = None
-    #: pods with required anti-affinity on ``all_nodes`` when the caller keeps that count (the
-    #: scheduler's cache does); None: unknown, plugins that care look at every node
+    #: pods with required anti-affinity on ``all_nodes``, nodes of ``all_nodes`` with taints and
+    #: cordoned ones, when the caller keeps those counts (the scheduler's cache does): a plugin
+    #: told there are none skips its look at every node (clones of those nodes, as preemption
+    #: and nominated pods make, have the same taints). None: unknown, plugins look
     anti_affinity_pods: int | None = None
+    tainted_nodes: int | None = None
+    unschedulable_nodes: int | None = None
 
     def plugin_args(self, plugin: str) -> dict[str, Any]:
         return self.args.get(plugin) or {}

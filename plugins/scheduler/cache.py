@@ -30,6 +30,14 @@ class SchedulerCache:
         #: pods with required anti-affinity counted on the nodes: while there are none, the
         #: cycle skips InterPodAffinity's scan of every node for them
         self.anti_affinity_pods = 0
+        #: nodes with taints, and cordoned nodes: while there are none, the cycle skips
+        #: TaintToleration's and NodeUnschedulable's look at every node
+        self.tainted_nodes = 0
+        self.unschedulable_nodes = 0
+
+    def _count_node(self, info: NodeInfo, sign: int) -> None:
+        self.tainted_nodes += sign * bool(info.taints)
+        self.unschedulable_nodes += sign * info.unschedulable
 
     def _add(self, node: NodeInfo, pod: PodInfo) -> None:
         before = node.anti_affinity_pods
@@ -56,6 +64,7 @@ class SchedulerCache:
         if info is None:
             info = NodeInfo.from_obj(obj)
             self.nodes[name] = info
+            self._count_node(info, 1)
             self._node_list = None
             for uid, pod in list(self._orphans.items()):
                 if pod.node_name == name:
@@ -63,7 +72,9 @@ class SchedulerCache:
                     self._add(info, pod)
             return info, True
         before = (info.allocatable, info.labels, info.taints, info.unschedulable)
+        self._count_node(info, -1)
         info.set_node(obj)
+        self._count_node(info, 1)
         return info, before != (info.allocatable, info.labels, info.taints, info.unschedulable)
 
     def remove_node(self, name: str) -> None:
@@ -71,6 +82,7 @@ class SchedulerCache:
         self._node_list = None
         if info is not None:
             self.anti_affinity_pods -= info.anti_affinity_pods
+            self._count_node(info, -1)
             for uid, pod in info.pods.items():
                 self.pod_node.pop(uid, None)
                 self.assumed.discard(uid)

@@ -209,6 +209,8 @@ class Scheduler:
         nodes = self.cache.node_list()
         state = profile.new_state(nodes, self.client)
         state.anti_affinity_pods = self.cache.anti_affinity_pods
+        state.tainted_nodes = self.cache.tainted_nodes
+        state.unschedulable_nodes = self.cache.unschedulable_nodes
         result = profile.schedule(
             state, pod, nodes, self.config.percentage_of_nodes_to_score, self.cache.nominated_pods()
         )

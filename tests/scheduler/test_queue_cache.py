@@ -232,3 +232,72 @@ def test_scheduling_with_the_caches_count_matches_the_full_scan() -> None:
         runs.append(placed)
     assert runs[0] == runs[1]
     assert any("anti-affinity" in r for r in runs[1])  # the existing pods' terms did count
+
+
+def test_the_caches_node_counts_follow_taints_and_cordons() -> None:
+    cache = SchedulerCache()
+
+    def counts() -> tuple[int, int]:
+        nodes = cache.nodes.values()
+        tainted, cordoned = sum(bool(n.taints) for n in nodes), sum(n.unschedulable for n in nodes)
+        assert (cache.tainted_nodes, cache.unschedulable_nodes) == (tainted, cordoned)
+        return tainted, cordoned
+
+    cache.set_node(node("a").obj)
+    assert counts() == (0, 0)
+    taint = {"key": "k", "value": "v", "effect": "NoSchedule"}
+    cache.set_node(node("b", taints=[taint]).obj)
+    assert counts() == (1, 0)
+    cache.set_node(node("a", unschedulable=True).obj)  # cordoned
+    assert counts() == (1, 1)
+    cache.set_node(node("b").obj)  # the taint went
+    assert counts() == (0, 1)
+    cache.set_node(node("b", taints=[taint], unschedulable=True).obj)
+    assert counts() == (1, 2)
+    cache.remove_node("b")
+    assert counts() == (0, 1)
+    cache.set_node(node("a").obj)  # uncordoned
+    assert counts() == (0, 0)
+
+
+def test_scheduling_with_the_caches_node_counts_matches_looking_at_every_node() -> None:
+    """Taints and cordons come and go between pods; told the cache's counts, the cycle places
+    every pod as one that looks at every node does."""
+    import random
+
+    from .helpers import profile
+
+    prof = profile()
+    hard = {"key": "dedicated", "value": "db", "effect": "NoSchedule"}
+    soft = {"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}
+    tolerant = [{"key": "dedicated", "operator": "Exists"}]
+    changes = {
+        3: node("b", cpu="2", taints=[hard]),
+        6: node("c", cpu="2", taints=[soft]),
+        9: node("a", cpu="2", unschedulable=True),
+        12: node("b", cpu="2"),
+        15: node("a", cpu="2"),
+    }
+    runs = []
+    for hint in (False, True):
+        random.seed(9)
+        cache = SchedulerCache()
+        for name in ("a", "b", "c"):
+            cache.set_node(node(name, cpu="2").obj)
+        placed = []
+        for i in range(18):
+            if i in changes:
+                cache.set_node(changes[i].obj)
+            p = pod(f"p{i}", cpu="100m", tolerations=tolerant if i % 3 == 0 else [])
+            nodes = cache.node_list()
+            state = prof.new_state(nodes, None)
+            if hint:
+                state.tainted_nodes = cache.tainted_nodes
+                state.unschedulable_nodes = cache.unschedulable_nodes
+            result = prof.schedule(state, p, nodes, None)
+            placed.append(result if isinstance(result, str) else result.message())
+            if isinstance(result, str):
+                cache.assume(p, result)
+        runs.append(placed)
+    assert runs[0] == runs[1]
+    assert "b" not in runs[1][4:12:3] and "a" not in runs[1][10:15]  # the taint and cordon held

@@ -15,6 +15,8 @@ _TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
 
 @hookimpl
 def kybern_sched_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, list[str]]:
+    if state.unschedulable_nodes == 0:
+        return {}
     bad = [n for n in nodes if n.unschedulable]
     if not bad or tolerates(pod.tolerations, _TAINT):
         return {}

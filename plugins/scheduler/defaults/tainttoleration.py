@@ -21,6 +21,8 @@ def untolerated(pod: PodInfo, node: NodeInfo) -> dict | None:
 @hookimpl
 def kybern_sched_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
+    if state.tainted_nodes == 0:
+        return out
     for node in nodes:
         if not node.taints:
             continue
@@ -33,6 +35,8 @@ def kybern_sched_filter(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) 
 
 @hookimpl
 def kybern_sched_score(state: CycleState, pod: PodInfo, nodes: list[NodeInfo]) -> dict[str, float] | None:
+    if state.tainted_nodes == 0:
+        return None  # no taint anywhere: no opinion
     prefer = [t for t in pod.tolerations if (t.get("effect") or "PreferNoSchedule") == "PreferNoSchedule"]
     scores: dict[str, float] = {}
     for node in nodes:
