@@ -9,7 +9,6 @@ watcher). Table watches send one-row Tables; only the first carries columnDefini
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -26,13 +25,6 @@ if TYPE_CHECKING:
 BOOKMARK_INTERVAL = float(os.environ.get("KYBERN_WATCH_BOOKMARK_SECONDS", "30"))
 DEFAULT_TIMEOUT = 1800.0
 LIVENESS_CHECK = 5.0
-#: a watcher that was written to less than this long ago waits out the rest before its next
-#: write, so a stream of events leaves in one write per interval rather than one each: each
-#: write is a send() and a wake-up of the client (about 25 us of the server's CPU here, more
-#: than encoding an event), and a busy watcher (the scheduler's, a kubelet's) gets several
-#: events per interval. An event after a quiet spell leaves at once; a stream's events wait
-#: 5 ms at most.
-COALESCE = float(os.environ.get("KYBERN_WATCH_COALESCE_SECONDS", "0.005"))
 
 
 def _pass(ev: CacheEvent) -> CacheEvent | None:
@@ -155,7 +147,6 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
             await resp.write(bookmark(start_rev, True))
         deadline = time.monotonic() + timeout
         next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
-        last_write = 0.0
         queue = watcher.queue
         while True:
             now = time.monotonic()
@@ -174,9 +165,6 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
                     await resp.write(bookmark(max(last_rev, cache.revision)))
                     next_bookmark = time.monotonic() + BOOKMARK_INTERVAL
                 continue
-            since = time.monotonic() - last_write
-            if since < COALESCE:
-                await asyncio.sleep(COALESCE - since)
             ev = queue.get_nowait()
             if ev is None:
                 break
@@ -191,7 +179,6 @@ async def watch(srv: ApiServer, info: RequestInfo) -> web.StreamResponse:
                 last_rev = max(last_rev, e.rev)
             if chunk:
                 await resp.write(b"".join(encode(e) for e in chunk))
-                last_write = time.monotonic()
     except ConnectionResetError:
         pass
     finally:

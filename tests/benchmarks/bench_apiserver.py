@@ -468,6 +468,11 @@ async def scheduler_writes(url: str, ctx: ssl.SSLContext, token: str, pid: int, 
             pods[f"p{i}"] = json.loads(body)
         return status == 201
 
+    async def get_pod(c: LeanClient, i: int) -> bool:
+        # served from the watch cache: what any request costs the server before its own work
+        status, _ = await c.request("GET", f"/api/v1/namespaces/{ns}/pods/p{i}?resourceVersion=0")
+        return status == 200
+
     async def bind(c: LeanClient, i: int) -> bool:
         p = pods[f"p{i}"]
         body = binding(f"p{i}", ns, p["metadata"]["uid"], f"node-{i % 100}")
@@ -539,6 +544,7 @@ async def scheduler_writes(url: str, ctx: ssl.SSLContext, token: str, pid: int, 
         f"server idle {idle * 100:.1f}% of a core):"
     )
     await phase("POST pods", "bench", list(range(n)), create_pod)
+    await phase("GET pod (cache; floor)", "bench", list(range(n)), get_pod)
     await phase("POST pods/binding", "kybern-scheduler", list(range(n)), bind)
     await phase("PATCH pods/status", "kybern-kubelet", list(range(n)), patch_status)
     await phase("  (2nd, same fields)", "kybern-kubelet", list(range(n)), patch_status)

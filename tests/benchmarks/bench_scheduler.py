@@ -396,6 +396,14 @@ async def throughput(
     await asyncio.sleep(2)  # let the scheduler's node watch catch up
     ns = "bench"
     await client.create("namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    # the namespace's default ServiceAccount, which the controller-manager (not run here) makes
+    # in a cluster: without it, service account admission looks each pod's account up in the
+    # store instead of the watch cache. No token is mounted (as in kube's scheduler_perf pods).
+    await client.create(
+        "serviceaccounts",
+        {"metadata": {"name": "default"}, "automountServiceAccountToken": False},
+        namespace=ns,
+    )
     rv = (await client.list("pods", namespace=ns, limit=1))["metadata"]["resourceVersion"]
     watcher = BindWatcher(client, ns, rv)
     watch_task = asyncio.create_task(watcher.run())
