@@ -111,7 +111,7 @@ class SchedulerCache:
 
     def refresh_assigned(self, uid: str, obj: dict[str, Any]) -> bool:
         """Take ``obj`` as the newer copy of a pod already counted as bound, when nothing
-        scheduling reads has changed (same node, same labels, still running): most updates of
+        scheduling reads has changed (same node, labels and spec, still running): most updates of
         a bound pod are its kubelet's status writes, and re-adding the pod would change the
         node's generation and throw away the plugins' per-node answers. False: handle it fully."""
         name = self.pod_node.get(uid)
@@ -127,9 +127,40 @@ class SchedulerCache:
             or meta.get("deletionTimestamp")
             or (obj.get("status") or {}).get("phase") in TERMINAL_PHASES
             or (meta.get("labels") or {}) != current.labels
+            or obj.get("spec") != current.obj.get("spec")  # an in-place resize, say
         ):
             return False
         current.obj = obj
+        return True
+
+    def confirm_assumed(self, uid: str, obj: dict[str, Any]) -> bool:
+        """Take ``obj``, the watch's copy of a pod the scheduler assumed, as its confirmation
+        when it is bound where it was assumed with the spec and labels it was assumed with:
+        the assumed entry stays counted as it is (re-adding the pod would change the node's
+        generation and throw away the plugins' per-node answers). False: handle it fully."""
+        if uid not in self.assumed:
+            return False
+        name = self.pod_node.get(uid)
+        node = self.nodes.get(name) if name is not None else None
+        current = node.pods.get(uid) if node is not None else None
+        if current is None:
+            return False
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        if (
+            spec.get("nodeName") != name
+            or meta.get("deletionTimestamp")
+            or (obj.get("status") or {}).get("phase") in TERMINAL_PHASES
+            or (meta.get("labels") or {}) != current.labels
+        ):
+            return False
+        # the binding sets spec.nodeName only: anything else changed, the pod is parsed again
+        unbound = dict(spec)
+        del unbound["nodeName"]
+        if unbound != (current.obj.get("spec") or {}):
+            return False
+        current.obj = obj
+        self.assumed.discard(uid)
         return True
 
     def remove_pod(self, uid: str) -> PodInfo | None:

@@ -135,8 +135,16 @@ class Scheduler:
 
     def _pod_event(self, kind: str, obj: dict[str, Any]) -> None:
         uid = (obj.get("metadata") or {}).get("uid") or ""
-        if kind == "MODIFIED" and self.cache.refresh_assigned(uid, obj):
-            return
+        if kind == "MODIFIED":
+            if self.cache.refresh_assigned(uid, obj):
+                return
+            if self.cache.confirm_assumed(uid, obj):
+                # what the general path does for a pod it now counts as bound
+                self.cache.clear_nomination(uid)
+                self.queue.remove(uid)
+                self._reported.pop(uid, None)
+                self.queue.move_all(_affects_others)
+                return
         pod = PodInfo.from_obj(obj)
         if kind == "DELETED" or pod.node_name:
             self.cache.clear_nomination(pod.uid)

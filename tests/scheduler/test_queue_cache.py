@@ -301,3 +301,103 @@ def test_scheduling_with_the_caches_node_counts_matches_looking_at_every_node() 
         runs.append(placed)
     assert runs[0] == runs[1]
     assert "b" not in runs[1][4:12:3] and "a" not in runs[1][10:15]  # the taint and cordon held
+
+
+def _counted(cache: SchedulerCache) -> tuple:
+    """Everything the cycle reads from the cache, but node generations."""
+    nodes = {
+        name: (
+            dict(n.requested),
+            dict(n.nonzero_requested),
+            n.anti_affinity_pods,
+            {uid: (p.node_name, p.requests, p.labels, p.tolerations, p.obj) for uid, p in n.pods.items()},
+        )
+        for name, n in cache.nodes.items()
+    }
+    return nodes, dict(cache.pod_node), set(cache.assumed), cache.anti_affinity_pods
+
+
+def test_a_bound_copy_of_an_assumed_pod_confirms_it_as_the_full_path_would() -> None:
+    """confirm_assumed keeps the assumed entry (and the node's generation); the cache must
+    end up as set_assigned_pod leaves it, and any change scheduling reads must decline."""
+    import copy
+
+    from kybern.scheduling import PodInfo
+
+    template = pod("p", cpu="500m", labels={"app": "web"}).obj
+
+    def setup() -> tuple[SchedulerCache, PodInfo]:
+        cache = SchedulerCache()
+        cache.set_node(node("a", cpu="2").obj)
+        cache.set_node(node("b", cpu="2").obj)
+        pending = PodInfo.from_obj(copy.deepcopy(template))
+        cache.assume(pending, "a")
+        return cache, pending
+
+    cache, pending = setup()
+    bound = copy.deepcopy(template)
+    bound["spec"]["nodeName"] = "a"
+    bound["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    generation = cache.nodes["a"].generation
+    assert cache.confirm_assumed(pending.uid, bound)
+    assert cache.nodes["a"].generation == generation
+    full, _ = setup()
+    full.set_assigned_pod(PodInfo.from_obj(bound))
+    assert _counted(cache) == _counted(full)
+    assert not cache.confirm_assumed(pending.uid, bound)  # no longer assumed
+
+    def changed(edit: str) -> dict:
+        other = copy.deepcopy(bound)
+        if edit == "requests":
+            other["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "700m"
+        elif edit == "tolerations":
+            other["spec"]["tolerations"] = [{"key": "k", "operator": "Exists"}]
+        elif edit == "labels":
+            other["metadata"]["labels"] = {"app": "db"}
+        elif edit == "node":
+            other["spec"]["nodeName"] = "b"
+        elif edit == "terminal":
+            other["status"]["phase"] = "Failed"
+        elif edit == "deleting":
+            other["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return other
+
+    for edit in ("requests", "tolerations", "labels", "node", "terminal", "deleting"):
+        cache, pending = setup()
+        generation = cache.nodes["a"].generation
+        assert not cache.confirm_assumed(pending.uid, changed(edit)), edit
+        assert cache.nodes["a"].generation == generation and pending.uid in cache.assumed
+
+
+def test_the_schedulers_bound_event_confirms_an_assumed_pod_like_the_full_path() -> None:
+    """Through the scheduler's watch handler: a bound event of an assumed pod leaves the
+    cache as handling it fully would; one whose requests changed is counted anew."""
+    import copy
+
+    from kybern.components import RunContext
+    from kybern.config import Config
+    from kybern.pluginmanager import load_plugins
+    from kybern.plugins.scheduler.scheduler import Scheduler
+    from kybern.scheduling import PodInfo
+
+    pm = load_plugins().manager
+    template = pod("p", cpu="500m", labels={"app": "web"}).obj
+    results = []
+    for shortcut in (True, False):
+        sched = Scheduler(RunContext(config=Config(), plugins=pm))
+        if not shortcut:
+            sched.cache.confirm_assumed = lambda uid, obj: False  # type: ignore[method-assign]
+        sched._node_event("ADDED", node("a", cpu="2").obj)
+        pending = PodInfo.from_obj(copy.deepcopy(template))
+        sched._pod_event("ADDED", pending.obj)
+        assert pending.uid in sched.queue.pods
+        sched.cache.assume(sched.queue.pods[pending.uid].pod, "a")
+        bound = copy.deepcopy(pending.obj)
+        bound["spec"]["nodeName"] = "a"
+        sched._pod_event("MODIFIED", bound)
+        resized = copy.deepcopy(bound)
+        resized["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "700m"
+        sched._pod_event("MODIFIED", resized)
+        results.append((_counted(sched.cache), pending.uid in sched.queue.pods))
+    assert results[0] == results[1]
+    assert results[0][0][0]["a"][0]["cpu"] == 700
