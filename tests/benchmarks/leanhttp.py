@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import AsyncIterator
 
 
 class LeanClient:
@@ -57,6 +58,28 @@ class LeanClient:
             if size == 0:
                 return status, b"".join(chunks)
             chunks.append(chunk[:-2])
+
+    async def stream(self, path: str) -> AsyncIterator[bytes]:
+        """GET ``path`` (a watch) on a connection of its own: its chunked body, line by line."""
+        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ctx)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\n{self.head}\r\n".encode())
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            if status != 200:
+                raise RuntimeError(f"GET {path}: HTTP {status}")
+            pending = b""
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+                chunk = await reader.readexactly(size + 2)
+                if size == 0:
+                    return
+                *lines, pending = (pending + chunk[:-2]).split(b"\n")
+                for line in lines:
+                    if line:
+                        yield line
+        finally:
+            writer.close()
 
     async def close(self) -> None:
         if self.writer is not None:
