@@ -9,6 +9,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from conftest import Cluster
 from kybern.plugins.apiserver.metrics import (
+    ApiServerMetrics,
     get_metrics,
     metrics_handler,
     metrics_middleware,
@@ -171,3 +172,35 @@ def test_real_server_counts_requests(cluster: Cluster) -> None:
     ctx = ssl.create_default_context(cafile=cluster.ca_file)
     with urllib.request.urlopen(cluster.url + "/cacerts", context=ctx, timeout=10) as r:
         assert b"BEGIN CERTIFICATE" in r.read()
+
+
+def test_request_histogram_buckets_are_cumulative() -> None:
+    """The per-request families are plain counters turned into samples at scrape time: the
+    histogram must still read as prometheus_client's own (cumulative buckets, Go-style le)."""
+    metrics = ApiServerMetrics()
+    scoped = ("GET", "", "v1", "pods", "", "resource")
+    for seconds in (0.001, 0.03, 0.03, 0.7, 100.0):
+        metrics.started(scoped, False, True)
+        metrics.finished(scoped, False, True, 200, seconds)
+    metrics.started(("WATCH", "", "v1", "pods", "", "cluster"), True, True)
+    text = metrics.exposition().decode()
+    buckets = {
+        s.labels["le"]: s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "apiserver_request_duration_seconds_bucket"
+    }
+    assert buckets["0.005"] == 1
+    assert buckets["0.05"] == 3
+    assert buckets["0.8"] == 4
+    assert buckets["60.0"] == 4
+    assert buckets["+Inf"] == 5
+    assert list(buckets.values()) == sorted(buckets.values())
+    assert 'apiserver_request_duration_seconds_count{group="",resource="pods"' in text
+    assert "apiserver_request_duration_seconds_sum" in text
+    assert 'apiserver_request_total{code="200",group=""' in text
+    assert 'apiserver_current_inflight_requests{request_kind="readOnly"} 0.0' in text
+    assert (
+        'apiserver_longrunning_requests{group="",resource="pods",scope="cluster",'
+        'subresource="",verb="WATCH",version="v1"} 1.0' in text
+    )
