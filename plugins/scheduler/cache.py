@@ -73,8 +73,10 @@ class SchedulerCache:
             return info, True
         before = (info.allocatable, info.labels, info.taints, info.unschedulable)
         self._count_node(info, -1)
-        info.set_node(obj)
-        self._count_node(info, 1)
+        try:
+            info.set_node(obj)
+        finally:  # an unparsable quantity leaves the node half updated: counted as it is
+            self._count_node(info, 1)
         return info, before != (info.allocatable, info.labels, info.taints, info.unschedulable)
 
     def remove_node(self, name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from kybern.plugins.scheduler import queue as queue_mod
 from kybern.plugins.scheduler.cache import SchedulerCache
 from kybern.plugins.scheduler.queue import SchedulingQueue
@@ -258,6 +259,13 @@ def test_the_caches_node_counts_follow_taints_and_cordons() -> None:
     assert counts() == (0, 1)
     cache.set_node(node("a").obj)  # uncordoned
     assert counts() == (0, 0)
+    cache.set_node(node("a", taints=[taint]).obj)
+    assert counts() == (1, 0)
+    bad = node("a").obj
+    bad["status"]["allocatable"]["cpu"] = "lots"
+    with pytest.raises(ValueError):
+        cache.set_node(bad)  # the watch handler fails on it half way; the counts stay true
+    assert counts() == (1, 0)
 
 
 def test_scheduling_with_the_caches_node_counts_matches_looking_at_every_node() -> None:
