@@ -114,11 +114,27 @@ async def _config_data(
     return data
 
 
+#: (the Service object the variables were made from, the variables): the cache hands out the
+#: same object until it reads the Service again, so every container start in between (a burst
+#: on a thousand hollow nodes) reuses them
+_master_env: tuple[dict[str, Any] | None, dict[str, str]] = (None, {})
+
+
 async def master_service_env(cache: ObjectCache) -> dict[str, str]:
     """The ``kubernetes`` Service's variables every container gets (the kubelet adds them
     whatever enableServiceLinks says): KUBERNETES_SERVICE_HOST/PORT is how in-cluster clients
     find the API server. The container's own env comes after and may override them."""
+    global _master_env
     svc = await cache.get("services", "default", "kubernetes")
+    made_from, env = _master_env
+    if svc is None or made_from is not svc:
+        env = service_env(svc)
+        _master_env = (svc, env)
+    return dict(env)
+
+
+def service_env(svc: dict[str, Any] | None) -> dict[str, str]:
+    """The variables of :func:`master_service_env` for that Service object."""
     spec = (svc or {}).get("spec") or {}
     host = spec.get("clusterIP")
     if not host or host == "None":

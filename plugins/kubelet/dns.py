@@ -7,6 +7,7 @@ resolv.conf; None pods only what dnsConfig says. dnsConfig is merged last in eve
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +23,43 @@ MAX_SEARCHES = 32
 #: path -> ((mtime_ns, size, inode), parsed): every ClusterFirst pod start reads the host's
 #: file, and a thousand hollow nodes start hundreds a second; a stat says whether it changed
 _parsed: dict[Path, tuple[tuple[int, int, int], DnsConfig]] = {}
+#: a look at the host's file (its stat) holds this long: a burst of pod starts stats it once a
+#: second, not once a pod (the kubelet reads it per sandbox; a second later is as good)
+HOST_CHECK_S = 1.0
+#: path -> (monotonic time of the last stat, the parsed record it confirmed; None: no file)
+_checked: dict[Path, tuple[float, DnsConfig | None]] = {}
+#: (namespace, cluster DNS, domain) -> (the host record it was made from, the pod's config):
+#: every ClusterFirst pod of a namespace without a dnsConfig gets the same resolv.conf
+_cluster_first: dict[tuple[str, str, str], tuple[DnsConfig, DnsConfig]] = {}
 
 
-def host_resolv_conf(path: Path = Path("/etc/resolv.conf")) -> DnsConfig:
-    """The host's nameservers, searches and options (loopback stubs are of no use in a pod)."""
+def _host_record(path: Path) -> DnsConfig | None:
+    """The shared parsed record of the host's file (never to be changed), None without one."""
+    now = time.monotonic()
+    seen = _checked.get(path)
+    if seen is not None and now - seen[0] < HOST_CHECK_S:
+        return seen[1]
     try:
         st = path.stat()
     except OSError:
-        return DnsConfig()
+        _checked[path] = (now, None)
+        return None
     key = (st.st_mtime_ns, st.st_size, st.st_ino)
     hit = _parsed.get(path)
     if hit is None or hit[0] != key:
         hit = _parsed[path] = (key, _parse_resolv_conf(path))
-    cfg = hit[1]
+    _checked[path] = (now, hit[1])
+    return hit[1]
+
+
+def _copy(cfg: DnsConfig) -> DnsConfig:
     return DnsConfig(list(cfg.nameservers), list(cfg.searches), list(cfg.options))
+
+
+def host_resolv_conf(path: Path = Path("/etc/resolv.conf")) -> DnsConfig:
+    """The host's nameservers, searches and options (loopback stubs are of no use in a pod)."""
+    cfg = _host_record(path)
+    return DnsConfig() if cfg is None else _copy(cfg)
 
 
 def _parse_resolv_conf(path: Path) -> DnsConfig:
@@ -88,6 +112,8 @@ def pod_dns_config(
     if policy in ("ClusterFirst", "ClusterFirstWithHostNet") and not cluster_dns:
         policy = "Default"  # no cluster DNS configured: kubelet falls back to the host's
     if policy in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        if host is None and not extra:
+            return _plain_cluster_first(namespace, str(cluster_dns), cluster_domain)
         host = host if host is not None else host_resolv_conf()
         domain = cluster_domain.strip(".")
         cfg = DnsConfig(
@@ -110,3 +136,25 @@ def pod_dns_config(
     cfg.searches = searches[:MAX_SEARCHES]
     cfg.options = _merge_options(cfg.options, extra.get("options") or [])
     return cfg
+
+
+def _plain_cluster_first(namespace: str, cluster_dns: str, cluster_domain: str) -> DnsConfig:
+    """A ClusterFirst pod without a dnsConfig on this host (the common pod): made once per
+    namespace and host file, a copy handed out per pod start."""
+    host = _host_record(_HOST_FILE) or _NO_HOST
+    key = (namespace, cluster_dns, cluster_domain)
+    hit = _cluster_first.get(key)
+    if hit is None or hit[0] is not host:
+        if len(_cluster_first) > 4096:
+            _cluster_first.clear()
+        made = pod_dns_config(
+            {"metadata": {"namespace": namespace}}, cluster_dns, cluster_domain, host=_copy(host)
+        )
+        assert made is not None
+        hit = _cluster_first[key] = (host, made)
+    return _copy(hit[1])
+
+
+_HOST_FILE = Path("/etc/resolv.conf")
+#: the host record of a host without a resolv.conf
+_NO_HOST = DnsConfig()

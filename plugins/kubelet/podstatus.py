@@ -3,38 +3,52 @@
 
 from __future__ import annotations
 
+import math
+import operator
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kybern.quantity import parse_quantity
 from kybern.runtime import ContainerStatus
 
+#: second since the epoch -> its RFC 3339 text: a burst of pod starts writes the same few
+#: seconds (now, containers' start times) several times a pod, and strftime is the dear part
+_texts: dict[int, str] = {}
+
+
+def _second_text(second: int) -> str:
+    text = _texts.get(second)
+    if text is None:
+        if len(_texts) > 256:
+            _texts.clear()
+        text = _texts[second] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return text
+
 
 def rfc3339(value: datetime | None) -> str | None:
+    """The time in UTC to the second (naive times taken as local, as astimezone does)."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-#: (second, its RFC 3339 text): a burst of pod starts asks for "now" several times a pod
-_now_cache: tuple[int, str] = (0, "")
+    return _second_text(math.floor(value.timestamp()))
 
 
 def now_rfc3339() -> str:
-    global _now_cache
-    second = int(time.time())
-    if _now_cache[0] != second:
-        _now_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
-    return _now_cache[1]
+    return _second_text(int(time.time()))
 
 
 def latest_two(
     containers: list[ContainerStatus], name: str
 ) -> tuple[ContainerStatus | None, ContainerStatus | None]:
-    mine = sorted((c for c in containers if c.name == name), key=lambda c: c.attempt, reverse=True)
-    return (mine[0] if mine else None), (mine[1] if len(mine) > 1 else None)
+    mine = [c for c in containers if c.name == name]
+    if len(mine) < 2:
+        return (mine[0] if mine else None), None
+    mine.sort(key=_attempt, reverse=True)
+    return mine[0], mine[1]
+
+
+_attempt = operator.attrgetter("attempt")
 
 
 def terminated(c: ContainerStatus, scheme: str) -> dict[str, Any]:

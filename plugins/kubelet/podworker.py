@@ -11,7 +11,6 @@ flips, back-off expiry, and a periodic resync (which also refreshes ConfigMap/Se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -73,6 +72,13 @@ def pull_policy(ctr: dict[str, Any]) -> str:
 def _has_file_volumes(pod: dict[str, Any]) -> bool:
     kinds = ("configMap", "secret", "downwardAPI", "projected")
     return any(any(k in v for k in kinds) for v in (pod.get("spec") or {}).get("volumes") or [])
+
+
+_PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
+
+
+def _has_probes(spec: dict[str, Any]) -> bool:
+    return any(k in c for c in spec.get("containers") or () for k in _PROBES)
 
 
 #: the metadata a sync pass depends on (the kubelet's podsDifferSemantically compares these
@@ -271,11 +277,12 @@ class PodWorker:
         self._mark("volumes")
         # a pod being started holds one start slot from its sandbox to its last container: a
         # burst then finishes pod by pod, not every pod's containers behind every sandbox
-        async with contextlib.AsyncExitStack() as slot:
-            held = False
+        slots = self.node.start_slots
+        held = False
+        try:
             containers: list[ContainerStatus] | None = None
             if self.sandbox is None or self.sandbox.state != "ready":
-                await slot.enter_async_context(self.node.start_slots)
+                await slots.acquire()
                 held = True
                 self._mark("slot")
                 asked = datetime.now(UTC)
@@ -303,9 +310,13 @@ class PodWorker:
                 return
             self._count_attempts(containers)
             if not held and self._needs_start(spec, containers):
-                await slot.enter_async_context(self.node.start_slots)
+                await slots.acquire()
+                held = True
                 self._mark("slot")
             changed = await self._sync_containers(spec, containers)
+        finally:
+            if held:
+                slots.release()
         if changed:
             containers = await rt.list_containers(self.uid)
             self._saw(containers)
@@ -483,7 +494,10 @@ class PodWorker:
             return False
         self._mark("image")
         try:
-            env = await resolve_env(self.pod_with_ips(), ctr, self.node.cache, self.node.allocatable())
+            # podIP/hostIP before the status says so matter only to fieldRefs
+            fields = any("fieldRef" in (v.get("valueFrom") or ()) for v in ctr.get("env") or ())
+            env_pod = self.pod_with_ips() if fields else self.pod
+            env = await resolve_env(env_pod, ctr, self.node.cache, self.node.allocatable())
             spec = build_container_spec(self.pod, ctr, env, self._mounts or {}, attempt, self._grace())
         except (ContainerConfigError, ApiError) as exc:
             self.waiting[name] = ("CreateContainerConfigError", str(exc))
@@ -548,6 +562,8 @@ class PodWorker:
         return {**self.pod, "status": status}
 
     def _sync_probes(self, spec: dict[str, Any], containers: list[ContainerStatus]) -> None:
+        if not self._probes and not self._probe_results and not _has_probes(spec):
+            return  # nothing probed, nothing to stop (most pods)
         running = {c.id: c for c in containers if c.state == "running"}
         by_name = {c.get("name"): c for c in spec.get("containers") or []}
         for key in [k for k in self._probes if k[0] not in running]:
