@@ -93,10 +93,10 @@ def _condition(
 ) -> dict[str, Any]:
     status = "True" if ok else "False"
     prev = old.get(type_)
+    # no lastProbeTime: the kubelet leaves it out of pod conditions (it is never probed)
     cond: dict[str, Any] = {
         "type": type_,
         "status": status,
-        "lastProbeTime": None,
         "lastTransitionTime": prev.get("lastTransitionTime")
         if prev and prev.get("status") == status
         else now_rfc3339(),
@@ -121,7 +121,7 @@ def build_status(
     started: Callable[[str], bool],
 ) -> dict[str, Any]:
     spec = pod.get("spec") or {}
-    old = dict(pod.get("status") or {})
+    old = pod.get("status") or {}
     policy = spec.get("restartPolicy") or "Always"
     init_statuses: list[dict[str, Any]] = []
     init_done = True
@@ -166,8 +166,6 @@ def build_status(
         _condition("ContainersReady", all_ready, old_conds, ready_reason, ready_msg),
         _condition("PodScheduled", True, old_conds),
     ]
-    for c in conditions:
-        c.pop("lastProbeTime", None)
     status: dict[str, Any] = {
         "phase": phase,
         "conditions": conditions,
