@@ -205,7 +205,16 @@ def set_to_fields(paths: set[Path] | frozenset[Path]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if id(node) in members:
             out["."] = {}
-        for key in sorted(node, key=_element_sort_key) if len(node) > 1 else node:
+        if len(node) > 1:
+            keys = sorted(node)
+            # the rank depends on an element's first two characters only: when the first and
+            # the last of the plainly sorted keys share them, all do, and the plain order is
+            # the ranked one (the common case: a node of fields only)
+            if keys[0][:2] != keys[-1][:2]:
+                keys.sort(key=_element_sort_key)
+        else:
+            keys = node  # type: ignore[assignment]
+        for key in keys:
             child = node[key]
             out[key] = render(child) if child else {}
         return out
@@ -345,24 +354,19 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
     if lhs is rhs or (type(lhs) is type(rhs) and lhs == rhs):
         # identical subtrees hold no changes (the common case for most of an object)
         return
-    mode = _mode(rhs if rhs is not None else lhs, meta)
-    if lhs is not None and rhs is not None and _mode(lhs, meta) != _mode(rhs, meta):
+    mode = _mode(lhs, meta)
+    if rhs is not None and _mode(rhs, meta) != mode:
         mode = "leaf"
-    if mode == "map" and not item and _is_struct(meta):
+    if mode == "map" and rhs is None and lhs and not item and _is_struct(meta):
         # a Go value struct is never missing from a typed object, only empty: a struct that
-        # appears (or goes) with content is owned through its fields, like kube reports it
-        if lhs is None and rhs:
-            lhs = {}
-        elif rhs is None and lhs:
-            rhs = {}
-    if mode != "leaf" and _empty(lhs) and _empty(rhs):
+        # goes with content is owned through its fields, like kube reports it
+        rhs = {}
+    if mode != "leaf" and not lhs and _empty(rhs):
         mode = "leaf"
     if mode == "leaf":
         if not path:
             return
-        if lhs is None:
-            res.added.add(path)
-        elif rhs is None:
+        if rhs is None:
             res.removed.add(path)
         elif not _equal(lhs, rhs):
             res.modified.add(path)
@@ -370,11 +374,27 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
     if mode == "map":
         left = lhs if isinstance(lhs, dict) else {}
         right = rhs if isinstance(rhs, dict) else {}
-        for key in {**left, **right}:
-            _compare(left.get(key), right.get(key), _child_meta(meta, key), (*path, "f:" + key), res, False)
+        node = meta.node if meta is not None else None
+        # the fields' schemas (None where _child_meta answers None for every key)
+        field = node.field if node is not None and node.shape in ("struct", "map") else None
+        for key, lvalue in left.items():
+            rvalue = right.get(key)
+            if lvalue is rvalue or (type(lvalue) is type(rvalue) and lvalue == rvalue):
+                continue  # (also both None) what the call would find first
+            child = field(key) if field is not None else None
+            if child is not None and child.node is None:
+                child = None
+            _compare(lvalue, rvalue, child, (*path, "f:" + key), res, False)
+        for key, rvalue in right.items():
+            if rvalue is None or key in left:
+                continue
+            child = field(key) if field is not None else None
+            if child is not None and child.node is None:
+                child = None
+            _added(rvalue, child, (*path, "f:" + key), res, False)
     else:
         item_meta = _item_meta(meta)
-        left_elements, left_items = _index_items(lhs or [], meta, mode)
+        left_elements, left_items = _index_items(lhs, meta, mode)
         right_elements, right_items = _index_items(rhs or [], meta, mode)
         for element in dict.fromkeys(left_elements + right_elements):
             _compare(
@@ -385,29 +405,35 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
                 res,
                 True,
             )
-    if path:
-        if lhs is None:
-            res.added.add(path)
-        elif rhs is None:
-            res.removed.add(path)
+    if path and rhs is None:
+        res.removed.add(path)
 
 
 def _added(rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item: bool) -> None:
     """:func:`_compare` of a value that is new (``lhs`` None), without the two-sided checks:
     every leaf and every map or list node is added, except a struct that appears with content
     (owned through its fields)."""
-    mode = _mode(rhs, meta)
-    if mode == "leaf" or not rhs:  # a leaf, or an empty map or list (compared as a leaf)
-        if path:
-            res.added.add(path)
-        return
-    if mode == "map":
+    if isinstance(rhs, dict):
+        node = meta.node if meta is not None else None
+        if not rhs or (node is not None and (node.atomic or node.shape in _NOT_MAPS)):
+            if path:
+                res.added.add(path)
+            return
+        field = node.field if node is not None and node.shape in ("struct", "map") else None
         for key, value in rhs.items():
             if value is not None:
-                _added(value, _child_meta(meta, key), (*path, "f:" + key), res, False)
-        if path and (item or not _is_struct(meta)):
+                child = field(key) if field is not None else None
+                if child is not None and child.node is None:
+                    child = None
+                _added(value, child, (*path, "f:" + key), res, False)
+        if path and (item or node is None or node.shape != "struct"):
             res.added.add(path)
         return
+    if not isinstance(rhs, list) or not rhs or meta is None or meta.list_type == "atomic":
+        if path:  # a leaf, or an empty list (compared as a leaf)
+            res.added.add(path)
+        return
+    mode = "set" if meta.list_type == "set" else "assoc"
     item_meta = _item_meta(meta)
     elements, items = _index_items(rhs, meta, mode)
     for element in dict.fromkeys(elements):
@@ -416,6 +442,9 @@ def _added(rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item:
             _added(value, item_meta, (*path, element), res, True)
     if path:
         res.added.add(path)
+
+
+_NOT_MAPS = frozenset({"any", "scalar", "list"})
 
 
 def _merge(live: Any, config: Any, meta: FieldMeta | None) -> Any:
@@ -640,16 +669,22 @@ def _encoded_fields(paths: frozenset[Path]) -> dict[str, Any]:
     set seen for the first time (a pod's first status, with its own IPs) is rendered once and
     returned as rendered."""
     text = _FIELDS_JSON.get(paths)
-    if text is not None:
+    if text:
         return msgspec.json.decode(text)  # type: ignore[no-any-return]
     rendered = set_to_fields(paths)
-    if len(_FIELDS_JSON) >= _FIELDS_JSON_MAX:
-        del _FIELDS_JSON[next(iter(_FIELDS_JSON))]  # the oldest
-    _FIELDS_JSON[paths] = msgspec.json.encode(rendered)
+    if text is None:
+        # seen for the first time: most such sets are never seen again (a pod's own IPs are
+        # in its status owner's set), so only note it and keep its JSON on the second sight
+        if len(_FIELDS_JSON) >= _FIELDS_JSON_MAX:
+            del _FIELDS_JSON[next(iter(_FIELDS_JSON))]  # the oldest
+        _FIELDS_JSON[paths] = b""
+    else:
+        _FIELDS_JSON[paths] = msgspec.json.encode(rendered)
     return rendered
 
 
-#: field sets -> their FieldsV1 JSON (keys and texts of a few KB at most: a few MB in all)
+#: field sets -> their FieldsV1 JSON, or b"" for a set seen once (keys and texts of a few KB at
+#: most: a few MB in all)
 _FIELDS_JSON: dict[frozenset[Path], bytes] = {}
 _FIELDS_JSON_MAX = 1024
 
@@ -791,11 +826,22 @@ def track_update(
         res,
         False,
     )
-    changed = _filter(res.added | res.modified, has_status, subresource)
-    removed = _filter(res.removed, has_status, subresource)
+    if subresource == "status":
+        # the view held the status only: every path is a status path, which _filter keeps
+        changed = res.added | res.modified
+        removed = res.removed
+    else:
+        changed = _filter(res.added | res.modified, has_status, subresource)
+        removed = _filter(res.removed, has_status, subresource)
     api_version = new.get("apiVersion") or (old or {}).get("apiVersion") or ""
     key = _Manager(manager, operation, api_version if operation == "Update" else "", subresource)
+    #: the top-level fields the paths are under: an unparsed entry that has none of them
+    #: holds none of the paths (a spec owner, on a status write)
+    tops = {path[0] for path in changed}
+    tops.update(path[0] for path in removed)
     for other, entry in managers.items():
+        if entry.fields is None and not any(top in entry.raw for top in tops):
+            continue
         # (an entry none of these paths are in stays as it was, unparsed)
         if any(map(entry.holds, removed)):
             entry.paths().difference_update(removed)

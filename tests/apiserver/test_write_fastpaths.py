@@ -257,6 +257,94 @@ def _slow_track(old: dict[str, Any], new: dict[str, Any], manager: str, sub: str
     apply._store_managed(new, managers)
 
 
+def _kubelet_status(rng: random.Random) -> dict[str, Any]:
+    """A status as the kubelet (or the scheduler, or a test) writes it, varied."""
+    status: dict[str, Any] = {}
+    if rng.random() < 0.9:
+        status["phase"] = rng.choice(["Pending", "Running", "Succeeded"])
+    types = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+    conditions = []
+    for kind in rng.sample(types, rng.randint(0, len(types))):
+        cond: dict[str, Any] = {"type": kind, "status": rng.choice(["True", "False"])}
+        if rng.random() < 0.8:
+            cond["lastTransitionTime"] = rng.choice(["2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z"])
+        if rng.random() < 0.2:
+            cond["lastProbeTime"] = None
+        if rng.random() < 0.1:
+            cond["reason"] = "R"
+        conditions.append(cond)
+    if conditions or rng.random() < 0.3:
+        status["conditions"] = conditions
+    if rng.random() < 0.7:
+        status["containerStatuses"] = [
+            {
+                "name": name,
+                "ready": rng.random() < 0.5,
+                "restartCount": rng.randint(0, 1),
+                "state": rng.choice([{}, {"running": {"startedAt": "2026-01-01T00:00:00Z"}}]),
+            }
+            for name in rng.sample("abc", rng.randint(0, 2))
+        ]
+    for key in ("hostIP", "podIP"):
+        if rng.random() < 0.6:
+            ips = rng.sample(["10.0.0.1", "10.0.0.2", "fd00::1"], rng.randint(1, 2))
+            status[key] = ips[0]
+            status[key + "s"] = [{"ip": ip} for ip in ips] if rng.random() < 0.9 else []
+    for key, value in (("qosClass", "Burstable"), ("startTime", "2026-01-01T00:00:00Z"), ("message", "")):
+        if rng.random() < 0.5:
+            status[key] = rng.choice([value, None]) if rng.random() < 0.2 else value
+    return status
+
+
+def test_status_writes_track_like_the_general_path() -> None:
+    """Pods through realistic status writes (kubelet, scheduler) and spec writes: the entries
+    track_update stores equal the ones of the reference comparison with every entry parsed,
+    filtered and rendered again (no shortcut for status paths, for entries that cannot hold a
+    path, for new values or for field sets seen before)."""
+    rng = random.Random(7)
+    for _ in range(600):
+        base: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "a"}},
+            "spec": {"containers": [{"name": "c", "image": "pause"}], "nodeName": rng.choice(["", "n1"])},
+        }
+        if rng.random() < 0.5:
+            base["status"] = _kubelet_status(rng)
+        apply.track_update(None, base, "bench", "Update", POD, "2026-01-01T00:00:00Z")
+        for _ in range(4):
+            manager, sub = rng.choice(
+                [("kubelet", "status"), ("scheduler", "status"), ("bench", ""), ("kubelet", "")]
+            )
+            new = copy.deepcopy(base)
+            if sub == "status" or rng.random() < 0.3:
+                new["status"] = _kubelet_status(rng) if rng.random() < 0.8 else new.get("status") or {}
+            if sub == "" and rng.random() < 0.5:
+                new["spec"]["containers"][0]["image"] = rng.choice(["pause", "nginx"])
+                if rng.random() < 0.3:
+                    new["spec"].pop("nodeName", None)
+            slow = copy.deepcopy(new)
+            apply.track_update(copy.deepcopy(base), new, manager, "Update", POD, "2026-01-01T00:00:01Z", sub)
+            managers = apply._parse_managed((base.get("metadata") or {}).get("managedFields"))
+            _slow_track(base, slow, manager, sub, managers)
+            assert json.dumps(new) == json.dumps(slow), (base, new, slow)
+            base = new
+
+
+def test_cached_field_sets_render_as_set_to_fields() -> None:
+    """A set seen once, twice and more often (cache noted, then filled, then read) renders the
+    same FieldsV1, key order included."""
+    rng = random.Random(8)
+    elements = ["f:a", "f:b", 'k:{"x":1}', "v:2", "i:0", "i:1", "f:status", "zz", "."]
+    for _ in range(500):
+        paths = frozenset(
+            tuple(rng.choice(elements) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 12))
+        )
+        expected = json.dumps(_reference_set_to_fields(set(paths)))
+        for _ in range(3):
+            assert json.dumps(apply._encoded_fields(paths)) == expected
+
+
 def test_merge_patch_is_rfc7386_and_changes_no_input() -> None:
     rng = random.Random(6)
     for _ in range(3000):
