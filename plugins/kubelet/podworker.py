@@ -16,6 +16,7 @@ from contextlib import suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 from kybern.client import ApiError
 from kybern.plugins.kubelet.containers import (
     HOST_NETWORK,
@@ -221,6 +222,12 @@ class PodWorker:
                 await self.sync()
             except asyncio.CancelledError:
                 raise
+            except (ApiError, aiohttp.ClientError, OSError) as exc:
+                # the API server or the way to it (busy, restarting, timed out): the message
+                # says it all, and a thousand hollow nodes' pods failing at once would spend
+                # ~10 ms each on a traceback with its variables
+                log.warning("sync of pod {}/{} failed: {}", self.namespace, self.name, exc)
+                self._retry_in(RETRY_S)
             except Exception as exc:
                 log.opt(exception=exc).warning("sync of pod {}/{} failed: {}", self.namespace, self.name, exc)
                 self._retry_in(RETRY_S)
