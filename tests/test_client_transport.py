@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ class Server:
             return web.json_response(body, status=404)
         if name == "plain":
             return web.Response(status=503, text="upstream connect error")
+        if name == "slow":
+            await asyncio.sleep(5)
         sent = await request.read()
         return web.json_response(
             {
@@ -223,6 +226,39 @@ def test_unix_socket(tmp_path: Path) -> None:
             assert (await client.get("things", "u", namespace="ns"))["method"] == "GET"
             assert (await client.get("things", "chunked", namespace="ns"))["items"][-1] == 1999
             assert server.headers[0]["Host"] == "localhost"
+        finally:
+            await client.close()
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_that_does_not_come_times_out_on_a_kept_alive_connection_too(tmp_path: Path) -> None:
+    """A request whose answer does not come fails with TimeoutError in about the request
+    timeout, on a new connection as on a kept-alive one; its connection is dropped (the late
+    answer must not be read as the next request's) and the next request works."""
+
+    async def scenario() -> None:
+        server = Server()
+        runner, plain = await _serve(server, tmp_path)
+        await plain.close()
+        client = HttpApiClient(plain.url, TOKEN, tmp_path / "tls" / "ca.crt", request_timeout=0.5)
+        try:
+            for kept_alive in (False, True):
+                if kept_alive:
+                    assert await client.get("things", "warm", namespace="ns")
+                    assert client._transport._idle, "a kept-alive connection to send on"
+                else:
+                    assert not client._transport._idle
+                started = time.monotonic()
+                with pytest.raises(TimeoutError):
+                    await client.get("things", "slow", namespace="ns")
+                assert 0.4 < time.monotonic() - started < 2.0
+                assert not client._transport._idle, "the timed-out connection is not kept"
+                before = len(server.peers)
+                assert (await client.get("things", "after", namespace="ns"))["method"] == "GET"
+                assert server.peers[before] != server.peers[before - 1]  # on a new connection
+                await client.close()
         finally:
             await client.close()
             await runner.cleanup()
