@@ -381,12 +381,24 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
             rvalue = right.get(key)
             if lvalue is rvalue or (type(lvalue) is type(rvalue) and lvalue == rvalue):
                 continue  # (also both None) what the call would find first
+            if not isinstance(lvalue, (dict, list)) and not isinstance(rvalue, (dict, list)):
+                # two scalars (or one and None) are leaves whatever the schema says
+                if lvalue is None:
+                    res.added.add((*path, "f:" + key))
+                elif rvalue is None:
+                    res.removed.add((*path, "f:" + key))
+                elif not _equal(lvalue, rvalue):
+                    res.modified.add((*path, "f:" + key))
+                continue
             child = field(key) if field is not None else None
             if child is not None and child.node is None:
                 child = None
             _compare(lvalue, rvalue, child, (*path, "f:" + key), res, False)
         for key, rvalue in right.items():
             if rvalue is None or key in left:
+                continue
+            if not isinstance(rvalue, (dict, list)):
+                res.added.add((*path, "f:" + key))  # a new scalar: a leaf
                 continue
             child = field(key) if field is not None else None
             if child is not None and child.node is None:
@@ -397,14 +409,11 @@ def _compare(lhs: Any, rhs: Any, meta: FieldMeta | None, path: Path, res: _Compa
         left_elements, left_items = _index_items(lhs, meta, mode)
         right_elements, right_items = _index_items(rhs or [], meta, mode)
         for element in dict.fromkeys(left_elements + right_elements):
-            _compare(
-                left_items.get(element),
-                right_items.get(element),
-                item_meta,
-                (*path, element),
-                res,
-                True,
-            )
+            lvalue = left_items.get(element)
+            rvalue = right_items.get(element)
+            if lvalue is rvalue or (type(lvalue) is type(rvalue) and lvalue == rvalue):
+                continue  # what the call would find first
+            _compare(lvalue, rvalue, item_meta, (*path, element), res, True)
     if path and rhs is None:
         res.removed.add(path)
 
@@ -420,12 +429,17 @@ def _added(rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item:
                 res.added.add(path)
             return
         field = node.field if node is not None and node.shape in ("struct", "map") else None
+        added = res.added
         for key, value in rhs.items():
-            if value is not None:
-                child = field(key) if field is not None else None
-                if child is not None and child.node is None:
-                    child = None
-                _added(value, child, (*path, "f:" + key), res, False)
+            if value is None:
+                continue
+            if not isinstance(value, (dict, list)):
+                added.add((*path, "f:" + key))  # a scalar: a leaf whatever the schema says
+                continue
+            child = field(key) if field is not None else None
+            if child is not None and child.node is None:
+                child = None
+            _added(value, child, (*path, "f:" + key), res, False)
         if path and (item or node is None or node.shape != "struct"):
             res.added.add(path)
         return
@@ -438,8 +452,12 @@ def _added(rhs: Any, meta: FieldMeta | None, path: Path, res: _Comparison, item:
     elements, items = _index_items(rhs, meta, mode)
     for element in dict.fromkeys(elements):
         value = items[element]
-        if value is not None:
+        if value is None:
+            continue
+        if isinstance(value, (dict, list)):
             _added(value, item_meta, (*path, element), res, True)
+        else:
+            res.added.add((*path, element))  # a scalar item: a leaf
     if path:
         res.added.add(path)
 
