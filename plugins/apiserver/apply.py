@@ -269,6 +269,14 @@ def _item_element(item: Any, meta: FieldMeta | None, mode: str, index: int) -> s
     if mode == "set":
         return "v:" + _canonical(item)
     keys = meta.list_keys if meta is not None else ()
+    if len(keys) == 1 and isinstance(item, dict):  # (the common case: one key, no sorting)
+        key = keys[0]
+        value = item.get(key)
+        if value is not None:
+            return "k:" + _canonical({key: value})
+        if key in _KEY_DEFAULTS:
+            return "k:" + _canonical({key: _KEY_DEFAULTS[key]})
+        return f"i:{index}"
     if isinstance(item, dict) and keys:
         values = {}
         for key in sorted(keys):
@@ -668,6 +676,11 @@ def _epoch(time: str | None) -> int:
 
 def _encode_managed(managers: dict[_Manager, _Entry]) -> list[dict[str, Any]]:
     """Entries in kube's order: operation, time, manager, apiVersion, subresource."""
+    if len(managers) == 1:  # (most objects have one manager: nothing to order)
+        ((key, entry),) = managers.items()
+        if not entry.nonempty():
+            return []
+        return [_entry_dict(key, entry.api_version, entry.time, entry.encoded())]
     ordered = sorted(
         ((k, e) for k, e in managers.items() if e.nonempty()),
         key=lambda pair: (
@@ -868,7 +881,7 @@ def track_update(
     if changed:
         entry = managers.get(key)
         if entry is None:
-            managers[key] = _Entry(set(changed), api_version, now)
+            managers[key] = _Entry(changed, api_version, now)  # (a set of its own)
         else:
             if not all(map(entry.holds, changed)):
                 fields = entry.paths()

@@ -29,6 +29,7 @@ from kybern.plugins.apiserver import apply, handlers_rest, patching, storage
 from kybern.plugins.apiserver.app import ApiServer
 from kybern.plugins.apiserver.auth import Tokens
 from kybern.plugins.apiserver.registry import collect_resource_types
+from kybern.plugins.apiserver.schemawalk import FieldMeta
 from kybern.plugins.sqlstore import SqlStore
 
 POD = "io.k8s.api.core.v1.Pod"
@@ -687,3 +688,36 @@ def test_merge_patch_bodies_decode_as_with_the_json_module() -> None:
             continue
         got = patching.apply_patch(original, body, "application/merge-patch+json", None)
         assert json.dumps(got) == json.dumps(_reference_merge_patch(original, patch)), body
+
+
+def _reference_item_element(item: Any, keys: tuple[str, ...], index: int) -> str:
+    """An assoc list item's path element with the key fields sorted and collected one by one."""
+    if isinstance(item, dict) and keys:
+        values = {}
+        for key in sorted(keys):
+            if key in item and item[key] is not None:
+                values[key] = item[key]
+            elif key in apply._KEY_DEFAULTS:
+                values[key] = apply._KEY_DEFAULTS[key]
+        if values:
+            return "k:" + apply._canonical(values)
+    return f"i:{index}"
+
+
+def test_list_item_elements_match_the_key_loop() -> None:
+    rng = random.Random(9)
+    metas = [
+        FieldMeta(None, "", False, None, "map", keys)
+        for keys in [("type",), ("protocol",), ("containerPort", "protocol"), ("ip",), ()]
+    ]
+    for _ in range(3000):
+        item = _value(rng) if rng.random() < 0.3 else {}
+        if isinstance(item, dict):
+            for key in ("type", "protocol", "containerPort", "ip"):
+                if rng.random() < 0.5:
+                    item[key] = rng.choice(["Ready", "UDP", 80, None, {"b": 1, "a": [2]}, 'x"\u00e9'])
+        meta = rng.choice(metas)
+        index = rng.randint(0, 3)
+        assert apply._item_element(item, meta, "assoc", index) == _reference_item_element(
+            item, meta.list_keys, index
+        )
