@@ -27,7 +27,7 @@ import datetime as dt
 import functools
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from kybern.plugins.apiserver.schemawalk import FieldMeta, root
@@ -66,9 +66,11 @@ _KEY_DEFAULTS = {"protocol": "TCP"}
 # --------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True, slots=True)
-class _Manager:
-    """A managedFields entry's identity: Update entries are per API version, Apply ones are not."""
+class _Manager(NamedTuple):
+    """A managedFields entry's identity: Update entries are per API version, Apply ones are not.
+
+    (A named tuple: every write builds and hashes a few, and a tuple's hash is computed in C.)
+    """
 
     manager: str
     operation: str
