@@ -772,7 +772,16 @@ def _filter(paths: set[Path], has_status: bool, subresource: str) -> set[Path]:
 
 def _root_meta(definition: str | None) -> FieldMeta | None:
     node = root(definition)
-    return FieldMeta(node, "", False, None, "atomic", ()) if node is not None else None
+    if node is None:
+        return None
+    meta = _ROOT_METAS.get(definition)
+    if meta is None or meta.node is not node:  # (built again if the schema was compiled again)
+        meta = _ROOT_METAS[definition] = FieldMeta(node, "", False, None, "atomic", ())
+    return meta
+
+
+#: definition -> the FieldMeta of its root, kept (one per schema definition at most)
+_ROOT_METAS: dict[str | None, FieldMeta] = {}
 
 
 def _clone(value: Any) -> Any:
