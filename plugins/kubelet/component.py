@@ -50,6 +50,18 @@ TICK_S = 0.05
 START_SLOTS_ENV = "KYBERN_KUBELET_START_SLOTS"
 
 
+def _reaped(running: set[asyncio.Future[Any]]) -> Any:
+    """A done callback that forgets a batch and takes its outcome: a batch cancelled at stop
+    ends with a CancelledError nobody awaits, which asyncio would log as an error."""
+
+    def done(future: asyncio.Future[Any]) -> None:
+        running.discard(future)
+        if not future.cancelled():
+            future.exception()
+
+    return done
+
+
 class Kubelet:
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -274,7 +286,7 @@ class Kubelet:
                     # one node's runs never overlap: it is due again only after its run ended
                     future = asyncio.gather(*(one(i) for i in batch))
                     running.add(future)
-                    future.add_done_callback(running.discard)
+                    future.add_done_callback(_reaped(running))
         finally:
             for future in list(running):
                 future.cancel()
