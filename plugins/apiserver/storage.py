@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from kybern.hooktypes import AdmissionRequest
 from kybern.models import codec
 from kybern.plugins.apiserver import apply as ssa
@@ -106,6 +107,43 @@ def name_validator(rt: ResourceType) -> Callable[[str], list[str]]:
     if rt.group == "" and rt.kind in ("Service",):
         return is_dns1035_label
     return is_dns1123_subdomain
+
+
+#: the ObjectMeta fields validate_object_meta reads
+_VALIDATED_META = (
+    "name",
+    "generateName",
+    "namespace",
+    "generation",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+)
+#: encoded (rule, namespaced, those fields) of metadata found valid, oldest first
+_VALID_META: dict[bytes, None] = {}
+_VALID_META_MAX = 16384
+_meta_key = msgspec.json.Encoder().encode
+
+
+def _meta_errors(
+    meta: dict[str, Any], namespaced: bool, validator: Callable[[str], list[str]]
+) -> list[FieldError]:
+    """validate_object_meta, remembering metadata it found valid: a pod's create, binding and
+    status writes (and a node's lease renewals) carry the same metadata each time, and the
+    answer depends on nothing else. Errors are never remembered (they are computed again)."""
+    try:
+        key = _meta_key([validator.__name__, namespaced, *[meta.get(f) for f in _VALIDATED_META]])
+    except (TypeError, msgspec.EncodeError):  # not JSON (cannot come from a request body)
+        return list(validate_object_meta(meta, namespaced, validator))
+    if key in _VALID_META:
+        return []
+    errs = list(validate_object_meta(meta, namespaced, validator))
+    if not errs:
+        if len(_VALID_META) >= _VALID_META_MAX:
+            del _VALID_META[next(iter(_VALID_META))]
+        _VALID_META[key] = None
+    return errs
 
 
 def definition_of(rt: ResourceType) -> str:
@@ -245,7 +283,7 @@ class Storage:
         kind_rules: bool = True,
         model: Any = None,
     ) -> list[FieldError]:
-        errs = list(validate_object_meta(obj.get("metadata") or {}, rt.namespaced, name_validator(rt)))
+        errs = _meta_errors(obj.get("metadata") or {}, rt.namespaced, name_validator(rt))
         if old is not None:
             errs.extend(validate_object_meta_update(obj.get("metadata"), old.get("metadata")))
         if rt.validate is not None and kind_rules:

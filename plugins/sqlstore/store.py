@@ -375,11 +375,9 @@ class SqlStore:
         if self._closed:
             raise StoreError("store is closed")
         with self._local_write_lock:
-            raw = self._raw_writer
             try:
-                if raw is None:
-                    raw = self._raw_writer = self._writer.raw_connection()
-                cur = raw.cursor()
+                conn = self._sqlite_conn()
+                cur = conn.cursor()
                 cur.execute("BEGIN IMMEDIATE")
                 try:
                     row = cur.execute(_SQLITE_LATEST, (key,)).fetchone()
@@ -387,7 +385,7 @@ class SqlStore:
                     rev = int(cur.lastrowid)
                     cur.execute("COMMIT")
                 except BaseException:
-                    if raw.in_transaction:
+                    if conn.in_transaction:
                         cur.execute("ROLLBACK")
                     raise
                 finally:
@@ -401,6 +399,14 @@ class SqlStore:
                 raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
         return rev, row
 
+    def _sqlite_conn(self) -> sqlite3.Connection:
+        """The writer's sqlite3 connection itself: its pool wrapper (kept in ``_raw_writer``,
+        which invalidates it after an error) costs a Python call per cursor and attribute."""
+        raw = self._raw_writer
+        if raw is None:
+            raw = self._raw_writer = self._writer.raw_connection()
+        return raw.driver_connection  # type: ignore[no-any-return]
+
     def _sqlite_latest(self, key: str) -> Any:
         """The newest row of ``key`` (id, created, deleted, create_revision, value) or None."""
         return self._sqlite_one(_SQLITE_LATEST, (key,))
@@ -413,10 +419,7 @@ class SqlStore:
             raise StoreError("store is closed")
         with self._local_write_lock:
             try:
-                raw = self._raw_writer
-                if raw is None:
-                    raw = self._raw_writer = self._writer.raw_connection()
-                cur = raw.cursor()
+                cur = self._sqlite_conn().cursor()
                 try:
                     return cur.execute(statement, params).fetchone()
                 finally:

@@ -721,3 +721,32 @@ def test_list_item_elements_match_the_key_loop() -> None:
         assert apply._item_element(item, meta, "assoc", index) == _reference_item_element(
             item, meta.list_keys, index
         )
+
+
+def test_remembered_metadata_validity_matches_validate_object_meta() -> None:
+    """Storage remembers metadata it found valid: every answer, remembered or not, must be
+    validate_object_meta's own, and invalid metadata is never taken for valid."""
+    from kybern.validation import is_dns1035_label, is_dns1123_subdomain, validate_object_meta
+
+    rng = random.Random(5)
+    names = ["web-1", "Web_1", "a" * 70, "", "db.example", "x-"]
+    label_sets = [None, {}, {"app": "web"}, {"app": "bad value!"}, {"k8s.io/x": "y"}]
+    owners = [None, [{"apiVersion": "v1", "kind": "Node", "name": "n", "uid": "u"}], [{"kind": "Node"}]]
+    for _ in range(600):
+        meta: dict[str, Any] = {"name": rng.choice(names)}
+        if rng.random() < 0.8:
+            meta["namespace"] = rng.choice(["default", "Bad_NS", ""])
+        if (labels := rng.choice(label_sets)) is not None:
+            meta["labels"] = labels
+        if (refs := rng.choice(owners)) is not None:
+            meta["ownerReferences"] = refs
+        if rng.random() < 0.2:
+            meta["generation"] = rng.choice([1, -1])
+        if rng.random() < 0.2:
+            meta["finalizers"] = rng.choice([["kubernetes"], ["bad finalizer"]])
+        namespaced = rng.random() < 0.7
+        validator = rng.choice([is_dns1123_subdomain, is_dns1035_label])
+        for _ in range(2):  # the second answer may come from memory
+            assert storage._meta_errors(meta, namespaced, validator) == list(
+                validate_object_meta(meta, namespaced, validator)
+            )
