@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from kybern.plugins.scheduler import queue as queue_mod
@@ -205,8 +206,12 @@ def test_the_caches_anti_affinity_count_follows_every_change() -> None:
     assert consistent() == 0
 
 
-def test_scheduling_with_the_caches_count_matches_the_full_scan() -> None:
-    """A cycle told the cache's anti-affinity count places pods exactly as one that scans."""
+def _placed_without_and_with_counts(
+    seed: int, count: int, make_pod: Any, counts: tuple[str, ...], changes: dict[int, Any] | None = None
+) -> list[list[str]]:
+    """Where ``count`` pods land on nodes a, b and c (or why not), scheduled twice from the same
+    start: first with plugins looking at every node, then told the cache's ``counts`` (the
+    CycleState attributes named as the cache's). ``changes``: node updates before pod i."""
     import random
 
     from .helpers import profile
@@ -214,23 +219,36 @@ def test_scheduling_with_the_caches_count_matches_the_full_scan() -> None:
     prof = profile()
     runs = []
     for hint in (False, True):
-        random.seed(5)
+        random.seed(seed)
         cache = SchedulerCache()
         for name in ("a", "b", "c"):
             cache.set_node(node(name, cpu="2").obj)
         placed = []
-        for i in range(6):
-            # existing anti-affinity pods keep later "web" pods off their nodes (symmetry)
-            p = _anti_affinity_pod(f"w{i}") if i % 2 else pod(f"p{i}", cpu="100m", labels={"app": "web"})
+        for i in range(count):
+            if changes and i in changes:
+                cache.set_node(changes[i].obj)
+            p = make_pod(i)
             nodes = cache.node_list()
             state = prof.new_state(nodes, None)
             if hint:
-                state.anti_affinity_pods = cache.anti_affinity_pods
+                for attr in counts:
+                    setattr(state, attr, getattr(cache, attr))
             result = prof.schedule(state, p, nodes, None)
             placed.append(result if isinstance(result, str) else result.message())
             if isinstance(result, str):
                 cache.assume(p, result)
         runs.append(placed)
+    return runs
+
+
+def test_scheduling_with_the_caches_count_matches_the_full_scan() -> None:
+    """A cycle told the cache's anti-affinity count places pods exactly as one that scans."""
+
+    def make_pod(i: int) -> Any:
+        # existing anti-affinity pods keep later "web" pods off their nodes (symmetry)
+        return _anti_affinity_pod(f"w{i}") if i % 2 else pod(f"p{i}", cpu="100m", labels={"app": "web"})
+
+    runs = _placed_without_and_with_counts(5, 6, make_pod, ("anti_affinity_pods",))
     assert runs[0] == runs[1]
     assert any("anti-affinity" in r for r in runs[1])  # the existing pods' terms did count
 
@@ -271,11 +289,6 @@ def test_the_caches_node_counts_follow_taints_and_cordons() -> None:
 def test_scheduling_with_the_caches_node_counts_matches_looking_at_every_node() -> None:
     """Taints and cordons come and go between pods; told the cache's counts, the cycle places
     every pod as one that looks at every node does."""
-    import random
-
-    from .helpers import profile
-
-    prof = profile()
     hard = {"key": "dedicated", "value": "db", "effect": "NoSchedule"}
     soft = {"key": "spot", "value": "yes", "effect": "PreferNoSchedule"}
     tolerant = [{"key": "dedicated", "operator": "Exists"}]
@@ -286,27 +299,13 @@ def test_scheduling_with_the_caches_node_counts_matches_looking_at_every_node() 
         12: node("b", cpu="2"),
         15: node("a", cpu="2"),
     }
-    runs = []
-    for hint in (False, True):
-        random.seed(9)
-        cache = SchedulerCache()
-        for name in ("a", "b", "c"):
-            cache.set_node(node(name, cpu="2").obj)
-        placed = []
-        for i in range(18):
-            if i in changes:
-                cache.set_node(changes[i].obj)
-            p = pod(f"p{i}", cpu="100m", tolerations=tolerant if i % 3 == 0 else [])
-            nodes = cache.node_list()
-            state = prof.new_state(nodes, None)
-            if hint:
-                state.tainted_nodes = cache.tainted_nodes
-                state.unschedulable_nodes = cache.unschedulable_nodes
-            result = prof.schedule(state, p, nodes, None)
-            placed.append(result if isinstance(result, str) else result.message())
-            if isinstance(result, str):
-                cache.assume(p, result)
-        runs.append(placed)
+    runs = _placed_without_and_with_counts(
+        9,
+        18,
+        lambda i: pod(f"p{i}", cpu="100m", tolerations=tolerant if i % 3 == 0 else []),
+        ("tainted_nodes", "unschedulable_nodes"),
+        changes,
+    )
     assert runs[0] == runs[1]
     assert "b" not in runs[1][4:12:3] and "a" not in runs[1][10:15]  # the taint and cordon held
 
