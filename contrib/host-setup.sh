@@ -135,9 +135,15 @@ if [[ ! -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c 'import sys; assert sy
   mkdir -p "$(dirname "$VENV")"
   "$PYTHON" -m venv "$VENV"
 fi
-# Reinstalling costs a minute of downloads; redo it only when the project's metadata changed.
+# Reinstalling costs a minute of downloads; redo it only when the project's metadata changed,
+# or (a copy, not an editable install) its code: after a pull, a second run installs the new code.
 stamp=$VENV/.kybern-installed
 want_stamp=$(cat "$REPO/pyproject.toml" "$REPO/setup.py" | sha256sum | cut -d' ' -f1)-$DEV
+if ((!DEV)); then
+  code=$(cd "$REPO" && find core plugins runtimes migrations -type f ! -name '*.pyc' -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+  want_stamp+=-$code
+fi
 if [[ ! -f $stamp || $(cat "$stamp") != "$want_stamp" ]] || ! "$VENV/bin/python" -c 'import kybern' 2>/dev/null; then
   say "installing kybern into $VENV"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip 'setuptools>=68' wheel </dev/null

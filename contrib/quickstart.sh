@@ -34,6 +34,25 @@ ready() { [[ $(curl -ksS --max-time 5 "$READY_URL" 2>/dev/null) == ok ]]; }
 
 uses_systemd() { [[ $(ps -p 1 -o comm= 2>/dev/null) == systemd ]]; }
 
+# A server this script started from an older install (host-setup.sh just installed new code)
+# is restarted on the new one; a server someone else runs is left alone.
+INSTALLED=$(cat /opt/kybern/venv/.kybern-installed 2>/dev/null || true)
+STARTED_FROM=/run/kybern.installed
+if ready && [[ $(cat "$STARTED_FROM" 2>/dev/null) != "$INSTALLED" ]]; then
+  if uses_systemd && systemctl is-active --quiet kybern.service; then
+    systemctl restart kybern.service
+    echo "$INSTALLED" >"$STARTED_FROM"
+    say "restarted kybern.service on the newly installed kybern"
+  elif [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    pid=$(cat "$PIDFILE")
+    kill "$pid"
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    ! kill -0 "$pid" 2>/dev/null || die "the old kybern server (pid $pid) did not stop"
+    rm -f "$PIDFILE"
+    say "stopped the kybern server of the previous install (pid $pid)"
+  fi
+fi
+
 if ready; then
   say "a kybern server already answers on $READY_URL"
 elif uses_systemd; then
@@ -41,6 +60,7 @@ elif uses_systemd; then
   echo "KYBERN_SERVER_ARGS=--https-listen-port $PORT --data-dir $DATA_DIR" >/etc/default/kybern
   systemctl daemon-reload
   systemctl enable --now kybern.service
+  echo "$INSTALLED" >"$STARTED_FROM"
   say "started kybern.service (journalctl -u kybern -f for its log)"
   LOG="journalctl -u kybern"
 else
@@ -49,6 +69,7 @@ else
   else
     nohup kybern server --https-listen-port "$PORT" --data-dir "$DATA_DIR" >>"$LOG" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
+    echo "$INSTALLED" >"$STARTED_FROM"
     say "started kybern server (pid $!, log $LOG)"
   fi
 fi
