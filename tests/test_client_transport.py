@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +91,21 @@ async def _serve(
     return runner, HttpApiClient(f"https://127.0.0.1:{port}", TOKEN, pki.ca_cert)
 
 
+@asynccontextmanager
+async def _served(server: Server, tmp_path: Path, keepalive: float = 75.0) -> AsyncIterator[HttpApiClient]:
+    """A client of ``server`` (see _serve), both closed when the block ends."""
+    runner, client = await _serve(server, tmp_path, keepalive)
+    try:
+        yield client
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
 def test_requests_share_one_kept_alive_connection_and_send_the_headers(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = Server()
-        runner, client = await _serve(server, tmp_path)
-        try:
+        async with _served(server, tmp_path) as client:
             for i in range(5):
                 got = await client.patch("things", "x", {"n": i}, namespace="ns", subresource=None)
                 assert got == {"method": "PATCH", "query": {}, "body": {"n": i}}
@@ -104,9 +116,6 @@ def test_requests_share_one_kept_alive_connection_and_send_the_headers(tmp_path:
             assert sent["Content-Type"] == "application/merge-patch+json"
             assert sent["Accept"] == "application/json" and sent["User-Agent"] == "kybern"
             assert int(sent["Content-Length"]) == len(b'{"n":0}')
-        finally:
-            await client.close()
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
@@ -114,15 +123,11 @@ def test_requests_share_one_kept_alive_connection_and_send_the_headers(tmp_path:
 def test_query_parameters_arrive_decoded(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = Server()
-        runner, client = await _serve(server, tmp_path)
-        try:
+        async with _served(server, tmp_path) as client:
             got = await client._request(
                 "GET", "/api/v1/namespaces/ns/things/q", params={"fieldSelector": "spec.nodeName!=a b&c"}
             )
             assert got["query"] == {"fieldSelector": "spec.nodeName!=a b&c"}
-        finally:
-            await client.close()
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
@@ -130,8 +135,7 @@ def test_query_parameters_arrive_decoded(tmp_path: Path) -> None:
 def test_chunked_empty_and_error_answers(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = Server()
-        runner, client = await _serve(server, tmp_path)
-        try:
+        async with _served(server, tmp_path) as client:
             got = await client.get("things", "chunked", namespace="ns")
             assert got["items"] == list(range(2000))
             assert await client.get("things", "empty", namespace="ns") == {}
@@ -144,9 +148,6 @@ def test_chunked_empty_and_error_answers(tmp_path: Path) -> None:
             # the connection survived all of these
             assert (await client.get("things", "after", namespace="ns"))["method"] == "GET"
             assert len(set(server.peers)) == 1, server.peers
-        finally:
-            await client.close()
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
@@ -154,8 +155,7 @@ def test_chunked_empty_and_error_answers(tmp_path: Path) -> None:
 def test_connection_close_and_idle_connections_the_server_closed(tmp_path: Path) -> None:
     async def scenario() -> None:
         server = Server()
-        runner, client = await _serve(server, tmp_path, keepalive=0.2)
-        try:
+        async with _served(server, tmp_path, keepalive=0.2) as client:
             assert await client.get("things", "close", namespace="ns") == {"closed": True}
             assert (await client.get("things", "next", namespace="ns"))["method"] == "GET"
             assert server.peers[0] != server.peers[1]  # the closed connection was not reused
@@ -163,9 +163,6 @@ def test_connection_close_and_idle_connections_the_server_closed(tmp_path: Path)
             got = await client.create("things", {"metadata": {"name": "n"}}, namespace="ns", subresource=None)
             assert got["method"] == "POST"  # not a closed-connection error
             assert await client.get("things", "more", namespace="ns")
-        finally:
-            await client.close()
-            await runner.cleanup()
 
     asyncio.run(scenario())
 
