@@ -216,6 +216,18 @@ def start_hollow(base: Path, nodes: int, prefix: str, cpu: str, memory: str, pod
 
 
 @contextmanager
+def hollow_cluster(
+    base: Path, nodes: int, prefix: str, cpu: str, memory: str, pods: int
+) -> Iterator[Cluster]:
+    """The Cluster of a :func:`start_hollow` server, stopped when the block ends."""
+    server = start_hollow(base, nodes, prefix, cpu, memory, pods)
+    try:
+        yield Cluster(server)
+    finally:
+        server.stop()
+
+
+@contextmanager
 def kubelet_cluster(base: Path, node_name: str = "node-a", *extra: str) -> Iterator[Cluster]:
     """A ``kybern server`` with its node agent on isolated Podman, the busybox image loaded."""
     conf = write_containers_conf(base / "containers.conf")

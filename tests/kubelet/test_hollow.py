@@ -9,20 +9,15 @@ from pathlib import Path
 
 import pytest
 from support.cli import require_plugins
-from support.cluster import Server
 
-from .nodes import Cluster, start_hollow
+from .nodes import Cluster, hollow_cluster
 
 
 @pytest.fixture(scope="module")
 def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_plugins("kubelet", "simulated")
-    base = tmp_path_factory.mktemp("hollow")
-    server: Server = start_hollow(base, 5, "hollow-", "4", "8Gi", 20)
-    try:
-        yield Cluster(server)
-    finally:
-        server.stop()
+    with hollow_cluster(tmp_path_factory.mktemp("hollow"), 5, "hollow-", "4", "8Gi", 20) as cluster:
+        yield cluster
 
 
 def test_hollow_nodes_register_with_leases_and_given_capacity(hollow: Cluster) -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 from support.cli import require_plugins
-from support.cluster import Server
 from support.metrics import request_counts
 
-from .nodes import Cluster, start_hollow
+from .nodes import Cluster, hollow_cluster
 
 PODS = 8
 
@@ -22,12 +21,8 @@ PODS = 8
 @pytest.fixture(scope="module")
 def hollow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     require_plugins("kubelet", "simulated")
-    base = tmp_path_factory.mktemp("hollow-requests")
-    server: Server = start_hollow(base, 4, "quiet-", "4", "8Gi", 20)
-    try:
-        yield Cluster(server)
-    finally:
-        server.stop()
+    with hollow_cluster(tmp_path_factory.mktemp("hollow-requests"), 4, "quiet-", "4", "8Gi", 20) as cluster:
+        yield cluster
 
 
 def _requests(cluster: Cluster) -> dict[str, float]:
