@@ -252,7 +252,8 @@ class ApiServer:
         """aiohttp's low-level server, which hands every request to :meth:`handle`: the API
         server does its own routing, so an application around it (a router resolving a
         catch-all route, the middleware chain, a Request per request) only cost CPU, about 4%
-        of the server's per pod in the scheduler benchmark."""
+        of the server's CPU per pod in the scheduler benchmark."""
+        loop = asyncio.get_running_loop()
 
         def request_factory(
             message: Any, payload: Any, protocol: Any, writer: Any, task: Any
@@ -261,7 +262,6 @@ class ApiServer:
                 message, payload, protocol, writer, task, loop, client_max_size=bodies.MAX_BODY_BYTES * 2
             )
 
-        loop = asyncio.get_running_loop()
         return web.Server(self.handle, request_factory=request_factory, access_log=None)
 
     def make_app(self) -> web.Application:
