@@ -498,6 +498,10 @@ async def throughput(
             f"all processes' CPU per bound pod: {total * 1000:.2f} ms "
             f"(-> {cores / total:.0f} pods/s if {cores} cores were shared perfectly)"
         )
+        if total > 0 and cpu["server"] > 0:
+            # a shared VM slows every process at once, by up to 15% from one run to the next:
+            # the server's share of the work varies far less than its CPU per pod
+            print(f"server's share of all processes' CPU: {cpu['server'] / sum(cpu.values()) * 100:.1f}%")
     if latencies:
         print(
             "scheduling latency (create sent -> bound seen): "
