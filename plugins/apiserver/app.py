@@ -24,7 +24,7 @@ from kybern.plugins.apiserver.cache import WatchCache
 from kybern.plugins.apiserver.registry import Registry
 from kybern.plugins.apiserver.storage import Storage, WriteOptions
 from kybern.resources import ResourceType
-from kybern.store import Store
+from kybern.store import Store, StoreError, StoreUnavailableError
 from loguru import logger
 
 log = logger.bind(component="apiserver")
@@ -198,9 +198,12 @@ class ApiServer:
         self.server_address = server_address
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="apiserver-store")
         self.cache = WatchCache(store, self.registry, self.run)
-        self.storage = Storage(store, self.registry, self.cache, pm, self.run, self.run_key)
-        #: see run_key; None when the store wants every call on a worker thread
+        self.storage = Storage(store, self.registry, self.cache, pm, self.run, self.run_key, self.run_write)
+        #: see run_write; None when the store wants every call on a worker thread
         self._inline_lock: Any = getattr(store, "inline_lock", None)
+        #: the store's group commit (SQLite), and the future of the group open now
+        self._begin_group: Callable[[], bool] | None = getattr(store, "begin_group", None)
+        self._group_commit: asyncio.Future[str | None] | None = None
         #: signs and checks service account tokens (satokens.TokenSigner), set by the component
         self.token_signer: Any = None
         #: the cluster CA (PEM), served unauthenticated at /cacerts when set
@@ -225,23 +228,62 @@ class ApiServer:
         return await loop.run_in_executor(self.executor, partial(fn, *args))
 
     async def run_key(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A short store operation on one key (get, create, update, delete, current revision).
+        """A short store read on one key (get, current revision); see :meth:`run_write`."""
+        return await self._run_inline(fn, args, False)
+
+    async def run_write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A store write on one key (create, update, delete).
 
         On a store that allows it (SQLite: a local file, writers serialized in this process)
         it runs right here on the event loop, unless another thread of this process is writing
         at the moment: a hand-off to a worker thread and back costs more than the operation
         (two GIL switches, each up to the 5 ms switch interval when the loop is busy).
+        There, the writes of the requests that run in one turn of the loop share one
+        transaction (a group commit, as etcd batches its writes): the first opens it, the
+        loop's next turn commits it, and each write (and each read that saw the group's
+        writes) returns only once it committed, so no answer or watch event gets ahead of the
+        data. In the scheduler benchmark's hollow-node run that cut the server's write syscalls
+        per pod from 48 to 15.
         Elsewhere (PostgreSQL: network round trips) it runs on the store's worker threads like
         :meth:`run`. Writers call ``cache.drain()`` afterwards, so their event reaches the watch
         cache (and the watchers) before the response leaves, without the cache's thread.
         """
+        return await self._run_inline(fn, args, True)
+
+    async def _run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], write: bool) -> Any:
         lock = self._inline_lock
         if lock is not None and lock.acquire(blocking=False):
             try:
-                return fn(*args)
+                committed = self._group_commit
+                if committed is None and write and self._begin_group is not None and self._begin_group():
+                    loop = asyncio.get_running_loop()
+                    committed = self._group_commit = loop.create_future()
+                    loop.call_soon(self._commit_group)
+                result = fn(*args)
             finally:
                 lock.release()
+            if committed is not None:
+                failure = await committed
+                if failure is not None:
+                    raise StoreUnavailableError(failure)
+            return result
         return await self.run(fn, *args)
+
+    def _commit_group(self) -> None:
+        """The loop turn after a group opened: commit it and wake its requests (a failure is
+        each one's, as a message: every waiter raises an error of its own)."""
+        committed, self._group_commit = self._group_commit, None
+        failure: str | None = None
+        try:
+            writes = self.store.commit_group()
+        except StoreError as exc:
+            failure = str(exc)
+        else:
+            if self.metrics is not None and writes:
+                self.metrics.group_commits.inc()
+                self.metrics.group_commit_writes.inc(writes)
+        if committed is not None and not committed.done():
+            committed.set_result(failure)
 
     def connect_handlers(self) -> dict[str, ConnectHandler]:
         return self.shared.setdefault(CONNECT_HANDLERS_KEY, {})

@@ -318,7 +318,7 @@ class WatchCache:
     def _follow(self) -> bool:
         """Take the store watch's events on the loop: the watch calls back when it has some
         (from the writer's thread), the loop drains it. No thread blocks in ``get``, so a write
-        wakes no other thread, and a write made on the loop itself (ApiServer.run_key) is
+        wakes no other thread, and a write made on the loop itself (ApiServer.run_write) is
         drained right after it, before its response leaves. False if the watch cannot."""
         w = self._store_watch
         on_ready = getattr(w, "on_ready", None)

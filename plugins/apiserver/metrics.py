@@ -153,6 +153,16 @@ class ApiServerMetrics:
             "The latest store revision (resourceVersion) the API server has seen.",
             registry=self.registry,
         )
+        self.group_commits = Counter(
+            "kybern_storage_group_commits",
+            "Transactions that committed the writes of one turn of the event loop (SQLite).",
+            registry=self.registry,
+        )
+        self.group_commit_writes = Counter(
+            "kybern_storage_group_commit_writes",
+            "Writes committed by those transactions (divided by the commits: writes per commit).",
+            registry=self.registry,
+        )
         self.watch_cache_events = Counter(
             "apiserver_watch_cache_events_received",
             "Counter of events received in watch cache broken by resource type.",

@@ -202,14 +202,17 @@ class Storage:
         pm: Any,
         run: Callable[..., Awaitable[Any]],
         run_key: Callable[..., Awaitable[Any]] | None = None,
+        run_write: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.cache = cache
         self.pm = pm
         self.run = run
-        #: runs the store's key operations (get, create, update, delete), see ApiServer.run_key
+        #: run the store's key reads (get) and writes (create, update, delete), see
+        #: ApiServer.run_write
         self.run_key = run_key or run
+        self.run_write = run_write or self.run_key
         #: ClusterIP/NodePort allocation for Services (set by the component)
         self.allocator: ServiceAllocator | None = None
 
@@ -398,7 +401,7 @@ class Storage:
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
             try:
-                rev = await self.run_key(self.store.create, key, _strip_rv(obj))
+                rev = await self.run_write(self.store.create, key, _strip_rv(obj))
                 break
             except KeyExistsError:
                 if not generated:
@@ -585,11 +588,11 @@ class Storage:
                 return new, False
             try:
                 if self._should_delete_during_update(rt, old, new):
-                    last = await self.run_key(self.store.delete, key, kv.mod_revision)
+                    last = await self.run_write(self.store.delete, key, kv.mod_revision)
                     self.cache.drain()
                     new_meta["resourceVersion"] = str(last.mod_revision)
                     return new, False
-                rev = await self.run_key(self.store.update, key, _strip_rv(new), kv.mod_revision)
+                rev = await self.run_write(self.store.update, key, _strip_rv(new), kv.mod_revision)
             except ConflictError:
                 if precondition and not stale_ok:
                     raise errors.conflict(rt, name) from None
@@ -660,7 +663,7 @@ class Storage:
                 if opts.dry_run:
                     return 200, updated
                 try:
-                    rev = await self.run_key(self.store.update, key, _strip_rv(updated), kv.mod_revision)
+                    rev = await self.run_write(self.store.update, key, _strip_rv(updated), kv.mod_revision)
                 except ConflictError:
                     continue
                 except KeyNotFoundError:
@@ -671,7 +674,7 @@ class Storage:
             if opts.dry_run:
                 return 200, self._deleted_body(rt, obj)
             try:
-                last = await self.run_key(self.store.delete, key, kv.mod_revision)
+                last = await self.run_write(self.store.delete, key, kv.mod_revision)
             except ConflictError:
                 continue
             except KeyNotFoundError:

@@ -8,7 +8,9 @@ the sequence. That is what makes ``id > last`` polling safe: with concurrent wri
 sequence can hand out 7 and 8 and commit 8 first, and a poller that saw 8 would never look
 back for 7. Serialized, ids become visible strictly in order, so a snapshot that holds a
 revision holds every smaller one; a list "at revision R" is simply the newest row per key
-with ``id <= R``.
+with ``id <= R``. On SQLite a caller may also gather several writes into one transaction
+(:meth:`SqlStore.begin_group`, the API server's group commit): the ids stay in order, and
+the group's events are published only once it committed.
 
 Options (URL query string, e.g. ``sqlite:////var/lib/kybern/db/state.db?compact_interval=60``,
 or keyword arguments of :class:`SqlStore`; see :class:`.options.StoreOptions`):
@@ -211,6 +213,17 @@ def decode_continue(token: str, prefix: str) -> tuple[int, str]:
     return revision, key
 
 
+class _Group:
+    """The writes of one group commit: their events, published once it commits."""
+
+    __slots__ = ("events", "failed")
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        #: why a write inside the group failed (the transaction, and so the group, is lost)
+        self.failed: str | None = None
+
+
 class SqlStore:
     """The store (kybern.store.Store) on a SQL database; see the module docstring."""
 
@@ -231,8 +244,10 @@ class SqlStore:
         #: SQLite only: a caller that holds this (re-entrant) lock may run key operations (get,
         #: create, update, delete) on its own thread without waiting for another writer of this
         #: process; the API server does so on its event loop, where a thread hand-off per write
-        #: costs more than the write (see kybern.plugins.apiserver.app.ApiServer.run_key)
+        #: costs more than the write (see kybern.plugins.apiserver.app.ApiServer.run_write)
         self.inline_lock: Any = None if self._pg else self._local_write_lock
+        #: the open write group (begin_group), SQLite only
+        self._group: _Group | None = None
         if not self._pg:
             check_sqlite_path(target.sqlite_path)
         self._writer, self._reader = create_engines(target)
@@ -371,21 +386,32 @@ class SqlStore:
 
         The same transaction as :meth:`_write` (BEGIN IMMEDIATE under the process' write lock),
         without SQLAlchemy's per-statement work, which cost more than SQLite's own on a create.
+        Inside a group (:meth:`begin_group`) it joins the group's transaction instead.
         """
         if self._closed:
             raise StoreError("store is closed")
         with self._local_write_lock:
+            group = self._group
+            if group is not None and group.failed is not None:
+                raise StoreUnavailableError(group.failed)
             try:
                 conn = self._sqlite_conn()
                 cur = conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
+                if group is None:
+                    cur.execute("BEGIN IMMEDIATE")
                 try:
                     row = cur.execute(_SQLITE_LATEST, (key,)).fetchone()
                     cur.execute(_SQLITE_INSERT, build(row))
                     rev = int(cur.lastrowid)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
+                    if group is None:
+                        cur.execute("COMMIT")
+                except BaseException as exc:
+                    # in a group, a refused write (build raised: conflict, exists; or a
+                    # constraint undid just its statement) leaves the others' writes be
+                    lost = group is None or (
+                        isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError)
+                    )
+                    if lost and conn.in_transaction:
                         cur.execute("ROLLBACK")
                     raise
                 finally:
@@ -396,8 +422,72 @@ class SqlStore:
                 if self._raw_writer is not None:
                     self._raw_writer.invalidate()
                     self._raw_writer = None
-                raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
+                message = f"{self.target.describe()}: {first_line(exc)}"
+                if group is not None:
+                    group.failed = message  # its earlier writes were rolled back with it
+                raise StoreUnavailableError(message) from None
         return rev, row
+
+    def _publish(self, event: Event) -> None:
+        """Hand a committed write to the watchers; a group's writes wait for its commit."""
+        group = self._group
+        if group is not None and self._local_write_lock._is_owned():  # type: ignore[union-attr]
+            group.events.append(event)
+        else:
+            self._hub.publish(event)
+
+    # -- group commit (SQLite) ----------------------------------------------------------------
+
+    def begin_group(self) -> bool:
+        """Start one transaction for the key writes this thread makes until :meth:`commit_group`
+        (SQLite). Each write then costs its two statements, not a transaction of its own: the
+        commit's WAL frames (the table's and indexes' shared pages, the header) and file locks
+        are paid once per group. The caller must hold :attr:`inline_lock` and must call
+        :meth:`commit_group` soon: other threads' writes wait for it. False: not possible now
+        (PostgreSQL, closed, a group already open)."""
+        if self._pg or self._closed or self._group is not None:
+            return False
+        lock = self._local_write_lock
+        if not lock.acquire(blocking=False):  # type: ignore[union-attr]
+            return False
+        try:
+            conn = self._sqlite_conn()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            lock.release()  # type: ignore[union-attr]
+            if self._raw_writer is not None:
+                self._raw_writer.invalidate()
+                self._raw_writer = None
+            raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
+        self._group = _Group()
+        return True
+
+    def commit_group(self) -> int:
+        """Commit the open group and publish its writes in order; how many there were. If it
+        cannot be committed, none of them happened (raises StoreUnavailableError, publishes
+        nothing)."""
+        group = self._group
+        if group is None:
+            return 0
+        lock = self._local_write_lock
+        self._group = None
+        try:
+            failed = group.failed
+            if failed is None:
+                try:
+                    self._sqlite_conn().execute("COMMIT")
+                except sqlite3.Error as exc:
+                    failed = f"{self.target.describe()}: {first_line(exc)}"
+                    if self._raw_writer is not None:  # (its close rolls back what is left)
+                        self._raw_writer.invalidate()
+                        self._raw_writer = None
+        finally:
+            lock.release()  # type: ignore[union-attr]
+        if failed is not None:
+            raise StoreUnavailableError(failed)
+        for event in group.events:
+            self._hub.publish(event)
+        return len(group.events)
 
     def _sqlite_conn(self) -> sqlite3.Connection:
         """The writer's sqlite3 connection itself: its pool wrapper (kept in ``_raw_writer``,
@@ -452,7 +542,7 @@ class SqlStore:
                 rev, _ = self._sqlite_write(key, build)
             except sqlite3.IntegrityError:
                 raise KeyExistsError(key) from None
-            self._hub.publish(Event(EventType.PUT, KeyValue(key, value, rev, rev), None, rev))
+            self._publish(Event(EventType.PUT, KeyValue(key, value, rev, rev), None, rev))
             return rev
         try:
             with self._write() as conn:
@@ -532,13 +622,13 @@ class SqlStore:
         value = bytes(value)
         rev, prev_rev, create_rev, old = self._change(key, value, expected_revision)
         prev = KeyValue(key, old, prev_rev, create_rev)
-        self._hub.publish(Event(EventType.PUT, KeyValue(key, value, rev, create_rev), prev, rev))
+        self._publish(Event(EventType.PUT, KeyValue(key, value, rev, create_rev), prev, rev))
         return rev
 
     def delete(self, key: str, expected_revision: int | None = None) -> KeyValue:
         rev, prev_rev, create_rev, value = self._change(key, None, expected_revision)
         gone = KeyValue(key, value, rev, create_rev)
-        self._hub.publish(Event(EventType.DELETE, gone, KeyValue(key, value, prev_rev, create_rev), rev))
+        self._publish(Event(EventType.DELETE, gone, KeyValue(key, value, prev_rev, create_rev), rev))
         return gone
 
     def _revision_of(self, key: str) -> int:

@@ -125,3 +125,98 @@ def test_wal_is_checkpointed_off_the_writers_path(tmp_path: Path) -> None:
         assert store.get("/registry/configmaps/ns/c299") is not None
     finally:
         store.close()
+
+
+def _drain(w: object) -> list[tuple[int, bytes]]:
+    out = []
+    while (ev := w.get(timeout=0)) is not None:  # type: ignore[attr-defined]
+        out.append((ev.revision, ev.kv.value))
+    return out
+
+
+def test_group_commit_publishes_its_writes_once_they_committed(tmp_path: Path) -> None:
+    """Writes inside a group share one transaction: nobody sees them before commit_group
+    (neither a watcher nor another connection), another thread's write waits for it, and the
+    watchers then get them in revision order."""
+    store = _store(tmp_path)
+    try:
+        store.create("/registry/b", b"0")
+        w = store.watch("/registry/", store.current_revision())
+        with store.inline_lock:
+            assert store.begin_group() is True
+            assert store.begin_group() is False  # one group at a time
+            r1 = store.create("/registry/a", b"1")
+            r2 = store.update("/registry/a", b"2", r1)
+            r3 = store.update("/registry/b", b"3")
+        assert (r1, r2, r3) == (r1, r1 + 1, r1 + 2)
+        assert _drain(w) == []
+        # the reader engine's snapshot: only committed rows
+        assert [kv.key for kv in store.list("/registry/").items] == ["/registry/b"]
+
+        done: list[int] = []
+        other = threading.Thread(target=lambda: done.append(store.create("/registry/c", b"4")))
+        other.start()
+        other.join(0.3)
+        assert done == [], "another thread's write waits for the group's transaction"
+
+        assert store.commit_group() == 3
+        other.join(10)
+        assert done == [r3 + 1]
+        assert _drain(w) == [(r1, b"1"), (r2, b"2"), (r3, b"3"), (r3 + 1, b"4")]
+        assert store.get("/registry/a").value == b"2"  # type: ignore[union-attr]
+        assert store.commit_group() == 0  # none open
+    finally:
+        store.close()
+
+
+def test_a_refused_write_leaves_the_rest_of_its_group(tmp_path: Path) -> None:
+    from kybern.store import ConflictError, KeyExistsError
+
+    store = _store(tmp_path)
+    try:
+        old = store.create("/registry/b", b"0")
+        w = store.watch("/registry/", store.current_revision())
+        with store.inline_lock:
+            assert store.begin_group()
+            rev = store.create("/registry/a", b"1")
+            with pytest.raises(KeyExistsError):
+                store.create("/registry/a", b"again")
+            with pytest.raises(ConflictError):
+                store.update("/registry/b", b"stale", old + 99)
+            rev2 = store.update("/registry/b", b"2", old)
+        assert store.commit_group() == 2
+        assert _drain(w) == [(rev, b"1"), (rev2, b"2")]
+        assert store.get("/registry/a").value == b"1"  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_a_failed_write_fails_its_whole_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database error inside a group loses its transaction: every write of the group fails
+    (none is stored or published), later ones are refused, and the store works afterwards."""
+    from kybern.plugins.sqlstore import store as store_module
+    from kybern.store import StoreUnavailableError
+
+    store = _store(tmp_path)
+    try:
+        w = store.watch("/registry/", store.current_revision())
+        insert = store_module._SQLITE_INSERT
+        with store.inline_lock:
+            assert store.begin_group()
+            store.create("/registry/a", b"1")
+            monkeypatch.setattr(
+                store_module, "_SQLITE_INSERT", insert.replace("INSERT INTO kv", "INSERT INTO nokv")
+            )
+            with pytest.raises(StoreUnavailableError, match="no such table"):
+                store.create("/registry/b", b"2")
+            monkeypatch.setattr(store_module, "_SQLITE_INSERT", insert)
+            with pytest.raises(StoreUnavailableError, match="no such table"):
+                store.create("/registry/c", b"3")  # the group is lost: refused too
+        with pytest.raises(StoreUnavailableError, match="no such table"):
+            store.commit_group()
+        assert _drain(w) == []
+        assert store.get("/registry/a") is None
+        rev = store.create("/registry/d", b"4")
+        assert _drain(w) == [(rev, b"4")]
+    finally:
+        store.close()
