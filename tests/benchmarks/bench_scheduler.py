@@ -438,6 +438,7 @@ async def throughput(
     watcher = BindWatcher(LeanClient.for_url(client.url, ctx, token), ns, rv)
     watch_task = asyncio.create_task(watcher.run())
     sent: dict[str, float] = {}
+    answered: dict[str, float] = {}
     # the creates go through lean keep-alive connections: with aiohttp's client this process
     # spent ~0.7 ms per pod, CPU the 2-core machine then lacks for what is measured
     conns = [LeanClient.for_url(client.url, ctx, token) for _ in range(concurrency)]
@@ -454,6 +455,7 @@ async def throughput(
             body = f'"{name}"'.encode().join(template)
             sent[name] = time.monotonic()
             status, reply = await conn.request("POST", path, body)
+            answered[name] = time.monotonic()
             if status != 201:
                 failures.append(f"{name}: {status} {reply[:200]!r}")
 
@@ -507,6 +509,13 @@ async def throughput(
             "scheduling latency (create sent -> bound seen): "
             f"p50 {statistics.median(latencies) * 1000:.0f} ms, "
             f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+        )
+        # where that time goes: the create's own round trip, then scheduling and binding
+        creating = [answered[n] - sent[n] for n in watcher.bound if n in answered]
+        binding = [watcher.bound[n] - answered[n] for n in watcher.bound if n in answered]
+        print(
+            f"  of which create sent -> answered p50 {statistics.median(creating) * 1000:.0f} ms, "
+            f"answered -> bound seen p50 {statistics.median(binding) * 1000:.0f} ms"
         )
     per_node: dict[str, int] = {}
     for node in watcher.node_of.values():
