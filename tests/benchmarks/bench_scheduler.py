@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from leanhttp import LeanClient
 from profiling import profiled_launch
-from support.metrics import request_counts
+from support.metrics import counter, request_counts
 
 SCHED_CONFIG = """\
 apiVersion: kubescheduler.config.k8s.io/v1
@@ -268,6 +268,8 @@ class Load:
 
     def __init__(self, client: HttpApiClient, server: int, agent: int | None) -> None:
         self.client, self.pids = client, {"server": server, **({"agent": agent} if agent else {})}
+        #: the store's group commits and the writes in them, from the last /metrics read
+        self.commits: tuple[float, float] = (0.0, 0.0)
 
     @staticmethod
     def _cpu(pid: int) -> float:
@@ -288,8 +290,15 @@ class Load:
         return int(io.get("syscr", 0)), int(io.get("syscw", 0))
 
     async def _writes(self) -> dict[str, float]:
-        counts = request_counts(await self._metrics_text())
-        return {k: v for k, v in counts.items() if k.split(" ", 1)[0] in self.WRITES}
+        """API writes per "VERB resource"; sets :attr:`commits` (group commits, writes in them)."""
+        text = await self._metrics_text()
+        counts = request_counts(text)
+        writes = {k: v for k, v in counts.items() if k.split(" ", 1)[0] in self.WRITES}
+        self.commits = (
+            counter(text, "kybern_storage_group_commits_total"),
+            counter(text, "kybern_storage_group_commit_writes_total"),
+        )
+        return writes
 
     async def _metrics_text(self) -> str:
         session = self.client._get_session()  # the client's own TLS session and token
@@ -319,6 +328,7 @@ class Load:
         self.io0 = self._syscalls(self.pids["server"])
         self.self0 = time.process_time()
         self.writes0 = await self._writes()
+        self.commits0 = self.commits
 
     async def report(self) -> dict[str, float]:
         """Prints the figures; returns CPU seconds per process."""
@@ -339,6 +349,10 @@ class Load:
             f"API writes ({sum(delta.values()) / elapsed:.0f}/s): "
             + ", ".join(f"{k} {v / elapsed:.0f}/s" for v, k in top[:8])
         )
+        commits, stored = (b - a for a, b in zip(self.commits0, self.commits, strict=True))
+        if commits:
+            per = stored / commits
+            print(f"store: {stored:.0f} writes in {commits:.0f} group commits ({per:.1f} per commit)")
         return cpu
 
 

@@ -16,3 +16,11 @@ def request_counts(text: str) -> dict[str, float]:
             key += f"/{labels['subresource']}"
         counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return counts
+
+
+def counter(text: str, name: str) -> float:
+    """The value of an unlabelled counter sample (``name`` as exposed, e.g. ``..._total``)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
