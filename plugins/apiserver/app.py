@@ -178,6 +178,10 @@ def status_response(exc: errors.ApiStatusError) -> web.Response:
     return json_response(exc.status(), exc.code)
 
 
+def _write(_result: Any) -> None:
+    """run_write's ``then`` when the caller has none (what marks a write)."""
+
+
 class ApiServer:
     """Everything a request handler needs: the kinds, the store, the cache, the tokens."""
 
@@ -229,10 +233,14 @@ class ApiServer:
 
     async def run_key(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A short store read on one key (get, current revision); see :meth:`run_write`."""
-        return await self._run_inline(fn, args, False)
+        return await self._run_inline(fn, args, None)
 
-    async def run_write(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A store write on one key (create, update, delete).
+    async def run_write(
+        self, fn: Callable[..., Any], *args: Any, then: Callable[[Any], None] | None = None
+    ) -> Any:
+        """A store write on one key (create, update, delete); ``then(result)`` runs as soon as
+        it returned, before it committed (the writer primes the watch cache with the object
+        it encoded, before the commit publishes the event).
 
         On a store that allows it (SQLite: a local file, writers serialized in this process)
         it runs right here on the event loop, unless another thread of this process is writing
@@ -248,18 +256,24 @@ class ApiServer:
         :meth:`run`. Writers call ``cache.drain()`` afterwards, so their event reaches the watch
         cache (and the watchers) before the response leaves, without the cache's thread.
         """
-        return await self._run_inline(fn, args, True)
+        return await self._run_inline(fn, args, then or _write)
 
-    async def _run_inline(self, fn: Callable[..., Any], args: tuple[Any, ...], write: bool) -> Any:
+    async def _run_inline(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], then: Callable[[Any], None] | None
+    ) -> Any:
+        """``then`` None: a read (it joins an open group, never opens one)."""
         lock = self._inline_lock
         if lock is not None and lock.acquire(blocking=False):
             try:
                 committed = self._group_commit
-                if committed is None and write and self._begin_group is not None and self._begin_group():
-                    loop = asyncio.get_running_loop()
-                    committed = self._group_commit = loop.create_future()
-                    loop.call_soon(self._commit_group)
+                if committed is None and then is not None and self._begin_group is not None:
+                    if self._begin_group():
+                        loop = asyncio.get_running_loop()
+                        committed = self._group_commit = loop.create_future()
+                        loop.call_soon(self._commit_group)
                 result = fn(*args)
+                if then is not None:
+                    then(result)
             finally:
                 lock.release()
             if committed is not None:
@@ -267,7 +281,10 @@ class ApiServer:
                 if failure is not None:
                     raise StoreUnavailableError(failure)
             return result
-        return await self.run(fn, *args)
+        result = await self.run(fn, *args)
+        if then is not None:
+            then(result)
+        return result
 
     def _commit_group(self) -> None:
         """The loop turn after a group opened: commit it and wake its requests (a failure is
@@ -278,6 +295,7 @@ class ApiServer:
             writes = self.store.commit_group()
         except StoreError as exc:
             failure = str(exc)
+            self.cache.forget_primed()  # their revisions were never written: another may get one
         else:
             if self.metrics is not None and writes:
                 self.metrics.group_commits.inc()

@@ -416,6 +416,11 @@ class WatchCache:
             self._primed.clear()
         self._primed[(key, rev)] = (raw, obj)
 
+    def forget_primed(self) -> None:
+        """Drop every primed object: their writes failed (a group commit that did not commit),
+        and their revisions will be given to other writes."""
+        self._primed.clear()
+
     def _apply_batch(self, batch: list[Event]) -> None:
         primed = self._primed
         for ev in batch:

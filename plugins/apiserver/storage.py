@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -212,9 +213,18 @@ class Storage:
         #: run the store's key reads (get) and writes (create, update, delete), see
         #: ApiServer.run_write
         self.run_key = run_key or run
-        self.run_write = run_write or self.run_key
+        self.run_write = run_write or self._run_write
         #: ClusterIP/NodePort allocation for Services (set by the component)
         self.allocator: ServiceAllocator | None = None
+
+    async def _run_write(
+        self, fn: Callable[..., Any], *args: Any, then: Callable[[Any], None] | None = None
+    ) -> Any:
+        """ApiServer.run_write's contract on :attr:`run_key` (a Storage without a server)."""
+        result = await self.run_key(fn, *args)
+        if then is not None:
+            then(result)
+        return result
 
     def _allocate(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         if self.allocator is None or not is_service(rt):
@@ -401,7 +411,9 @@ class Storage:
         key = self.registry.key(rt, namespace, name)
         for _attempt in range(MAX_RETRIES):
             try:
-                rev = await self.run_write(self.store.create, key, _strip_rv(obj))
+                await self.run_write(
+                    self.store.create, key, _strip_rv(obj), then=partial(self._encoded, key, obj, opts)
+                )
                 break
             except KeyExistsError:
                 if not generated:
@@ -412,20 +424,21 @@ class Storage:
             raise errors.ApiStatusError(
                 500, "AlreadyExists", f"could not generate a free name from {meta['generateName']!r}"
             )
-        self._written(key, obj, rev, opts)
+        self.cache.drain()  # the write's event reaches the watchers before its answer leaves
         return obj
 
-    def _written(self, key: str, obj: dict[str, Any], rev: int, opts: WriteOptions) -> None:
+    def _encoded(self, key: str, obj: dict[str, Any], opts: WriteOptions, rev: int) -> None:
         """Set the new resourceVersion and encode the object once, for the response and the
-        watch cache. The resourceVersion goes last in metadata, where decoding the stored value
-        puts it, so both see the same bytes."""
+        watch cache, as soon as the store gave the revision (before a group commit publishes
+        the event, which the cache would otherwise decode and encode again). The
+        resourceVersion goes last in metadata, where decoding the stored value puts it, so
+        both see the same bytes."""
         meta = obj["metadata"]
         meta.pop("resourceVersion", None)
         meta["resourceVersion"] = str(rev)
         opts.encoded = raw = dumps(obj)
         # the cache may keep ``obj`` itself: callers only read (and encode) what a write returns
         self.cache.prime(key, rev, raw, obj)
-        self.cache.drain()
 
     # ----------------------------------------------------------------- update
 
@@ -592,14 +605,20 @@ class Storage:
                     self.cache.drain()
                     new_meta["resourceVersion"] = str(last.mod_revision)
                     return new, False
-                rev = await self.run_write(self.store.update, key, _strip_rv(new), kv.mod_revision)
+                await self.run_write(
+                    self.store.update,
+                    key,
+                    _strip_rv(new),
+                    kv.mod_revision,
+                    then=partial(self._encoded, key, new, opts),
+                )
             except ConflictError:
                 if precondition and not stale_ok:
                     raise errors.conflict(rt, name) from None
                 continue
             except KeyNotFoundError:
                 continue
-            self._written(key, new, rev, opts)
+            self.cache.drain()
             return new, False
         raise errors.conflict(rt, name)
 
