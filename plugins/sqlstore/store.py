@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import sqlite3
 import threading
@@ -468,6 +469,8 @@ class SqlStore:
         nothing)."""
         group = self._group
         if group is None:
+            if self._closed:  # close() ended the group: whether it committed is not known here
+                raise StoreError("store is closed")
             return 0
         lock = self._local_write_lock
         self._group = None
@@ -819,6 +822,11 @@ class SqlStore:
     def close(self) -> None:
         if self._closed:
             return
+        if self._group is not None and self._local_write_lock._is_owned():  # type: ignore[union-attr]
+            # a group still open on this thread: commit it now, before the threads that may
+            # wait for its lock are joined (its requests are told the store closed)
+            with contextlib.suppress(StoreError):
+                self.commit_group()
         self._closed = True
         self._stop.set()
         if self._compactor is not None:

@@ -220,3 +220,20 @@ def test_a_failed_write_fails_its_whole_group(tmp_path: Path, monkeypatch: pytes
         assert _drain(w) == [(rev, b"4")]
     finally:
         store.close()
+
+
+def test_closing_with_a_group_open_commits_it_and_fails_its_waiters(tmp_path: Path) -> None:
+    from kybern.store import StoreError
+
+    store = _store(tmp_path)
+    with store.inline_lock:
+        assert store.begin_group()
+        store.create("/registry/a", b"1")
+    store.close()  # the group's thread closes the store (an API server stopping mid-turn)
+    with pytest.raises(StoreError, match="closed"):
+        store.commit_group()  # the loop's pending commit: its writers get an error, not success
+    reopened = _store(tmp_path)
+    try:
+        assert reopened.get("/registry/a").value == b"1"  # type: ignore[union-attr]
+    finally:
+        reopened.close()
