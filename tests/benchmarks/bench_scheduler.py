@@ -268,8 +268,6 @@ class Load:
 
     def __init__(self, client: HttpApiClient, server: int, agent: int | None) -> None:
         self.client, self.pids = client, {"server": server, **({"agent": agent} if agent else {})}
-        #: the store's group commits and the writes in them, from the last /metrics read
-        self.commits: tuple[float, float] = (0.0, 0.0)
 
     @staticmethod
     def _cpu(pid: int) -> float:
@@ -289,16 +287,15 @@ class Load:
             return 0, 0
         return int(io.get("syscr", 0)), int(io.get("syscw", 0))
 
-    async def _writes(self) -> dict[str, float]:
-        """API writes per "VERB resource"; sets :attr:`commits` (group commits, writes in them)."""
+    async def _counts(self) -> tuple[dict[str, float], tuple[float, float]]:
+        """API writes per "VERB resource", and the store's (group commits, writes in them)."""
         text = await self._metrics_text()
-        counts = request_counts(text)
-        writes = {k: v for k, v in counts.items() if k.split(" ", 1)[0] in self.WRITES}
-        self.commits = (
+        writes = {k: v for k, v in request_counts(text).items() if k.split(" ", 1)[0] in self.WRITES}
+        commits = (
             counter(text, "kybern_storage_group_commits_total"),
             counter(text, "kybern_storage_group_commit_writes_total"),
         )
-        return writes
+        return writes, commits
 
     async def _metrics_text(self) -> str:
         session = self.client._get_session()  # the client's own TLS session and token
@@ -327,8 +324,7 @@ class Load:
         self.cpu0 = {name: self._cpu(pid) for name, pid in self.pids.items()}
         self.io0 = self._syscalls(self.pids["server"])
         self.self0 = time.process_time()
-        self.writes0 = await self._writes()
-        self.commits0 = self.commits
+        self.writes0, self.commits0 = await self._counts()
 
     async def report(self) -> dict[str, float]:
         """Prints the figures; returns CPU seconds per process."""
@@ -337,7 +333,7 @@ class Load:
         cpu["bench client"] = time.process_time() - self.self0
         io = self._syscalls(self.pids["server"])
         self.server_syscalls = (io[0] - self.io0[0], io[1] - self.io0[1])
-        writes = await self._writes()
+        writes, commits_now = await self._counts()
         print(
             "CPU during the phase (share of one core): "
             + ", ".join(f"{name} {seconds / elapsed:.0%}" for name, seconds in cpu.items())
@@ -349,7 +345,7 @@ class Load:
             f"API writes ({sum(delta.values()) / elapsed:.0f}/s): "
             + ", ".join(f"{k} {v / elapsed:.0f}/s" for v, k in top[:8])
         )
-        commits, stored = (b - a for a, b in zip(self.commits0, self.commits, strict=True))
+        commits, stored = (b - a for a, b in zip(self.commits0, commits_now, strict=True))
         if commits:
             per = stored / commits
             print(f"store: {stored:.0f} writes in {commits:.0f} group commits ({per:.1f} per commit)")
