@@ -420,9 +420,7 @@ class SqlStore:
             except sqlite3.IntegrityError:
                 raise
             except sqlite3.Error as exc:
-                if self._raw_writer is not None:
-                    self._raw_writer.invalidate()
-                    self._raw_writer = None
+                self._drop_writer()
                 message = f"{self.target.describe()}: {first_line(exc)}"
                 if group is not None:
                     group.failed = message  # its earlier writes were rolled back with it
@@ -456,9 +454,7 @@ class SqlStore:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             lock.release()  # type: ignore[union-attr]
-            if self._raw_writer is not None:
-                self._raw_writer.invalidate()
-                self._raw_writer = None
+            self._drop_writer()
             raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
         self._group = _Group()
         return True
@@ -481,9 +477,7 @@ class SqlStore:
                     self._sqlite_conn().execute("COMMIT")
                 except sqlite3.Error as exc:
                     failed = f"{self.target.describe()}: {first_line(exc)}"
-                    if self._raw_writer is not None:  # (its close rolls back what is left)
-                        self._raw_writer.invalidate()
-                        self._raw_writer = None
+                    self._drop_writer()  # (its close rolls back what is left)
         finally:
             lock.release()  # type: ignore[union-attr]
         if failed is not None:
@@ -491,6 +485,13 @@ class SqlStore:
         for event in group.events:
             self._hub.publish(event)
         return len(group.events)
+
+    def _drop_writer(self) -> None:
+        """After an error: close the writer's DBAPI connection (rolling back what it held);
+        the next write opens a fresh one."""
+        if self._raw_writer is not None:
+            self._raw_writer.invalidate()
+            self._raw_writer = None
 
     def _sqlite_conn(self) -> sqlite3.Connection:
         """The writer's sqlite3 connection itself: its pool wrapper (kept in ``_raw_writer``,
@@ -518,9 +519,7 @@ class SqlStore:
                 finally:
                     cur.close()
             except sqlite3.Error as exc:
-                if self._raw_writer is not None:
-                    self._raw_writer.invalidate()
-                    self._raw_writer = None
+                self._drop_writer()
                 raise StoreUnavailableError(f"{self.target.describe()}: {first_line(exc)}") from None
 
     @staticmethod
